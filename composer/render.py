@@ -1,0 +1,96 @@
+"""Spec + module pins -> a Terraform root module on disk.
+
+The tree is a pure function of its inputs: templates give the structure, the
+spec's values go into ``terraform.tfvars.json`` (sorted keys), the modules are
+vendored under ``modules/`` with ``modules.json`` naming their versions and
+hashes. Rendering the same spec twice gives byte-identical trees. Values that
+change per run (run id, addresses, keys) are not part of the tree; they live in
+the run's own var file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from composer.errors import UsageError
+from composer.hashing import tree_files, tree_sha256
+from composer.modules import EXCLUDED, ModulePin, module_path
+from composer.paths import templates_dir
+from composer.spec import Spec
+
+ROOT_FILES = ("main.tf", "variables.tf", "outputs.tf", "versions.tf")
+MODULE_KEYS = {"local-cluster": "cluster"}
+
+
+@dataclass(frozen=True)
+class Infra:
+    """A rendered root module."""
+
+    path: Path
+    sha256: str
+
+
+def spec_tfvars(spec: Spec) -> dict[str, Any]:
+    return {
+        "job_name": spec.job.name,
+        "nodes": spec.cluster.nodes,
+        "slots_per_node": spec.cluster.slots_per_node,
+        "gpus_per_node": spec.cluster.gpus_per_node,
+    }
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _environment(target: str) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir() / target),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _write(path: Path, text: str, executable: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    os.chmod(path, 0o755 if executable else 0o644)
+
+
+def _vendor(pin: ModulePin, dest: Path) -> None:
+    source = module_path(pin.name)
+    for file in tree_files(source, exclude=EXCLUDED):
+        target = dest / file.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, target)
+        os.chmod(target, 0o755 if os.access(file, os.X_OK) else 0o644)
+
+
+def render(spec: Spec, pins: tuple[ModulePin, ...], out_dir: Path) -> Infra:
+    """Write the root module for ``spec`` into ``out_dir`` (empty or absent)."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UsageError(
+            f"{out_dir} is not empty", hint="render into a new or empty directory"
+        )
+    env = _environment(spec.cluster.target)
+    context = {
+        "job_name": spec.job.name,
+        "modules": [{"name": p.name, "key": MODULE_KEYS[p.name]} for p in pins],
+    }
+    for name in ROOT_FILES:
+        _write(out_dir / name, env.get_template(f"{name}.j2").render(context))
+    _write(out_dir / "terraform.tfvars.json", dump_json(spec_tfvars(spec)))
+    _write(out_dir / "modules.json", dump_json({p.name: p.to_dict() for p in pins}))
+    for pin in pins:
+        _vendor(pin, out_dir / "modules" / pin.name)
+    return Infra(out_dir, tree_sha256(out_dir))

@@ -1,0 +1,306 @@
+"""The stage driver: one run from spec to committed record.
+
+Once apply has started, destroy runs whatever happens (success, workload
+failure, exception, SIGINT, SIGTERM, max_duration) unless the user asked to
+keep the cluster; the outcome goes into ``result.json`` and the record is
+committed in every case. Progress is persisted in the work dir after each stage
+so ``composer down`` can finish a run whose process died.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO
+
+from composer import facts as node_facts
+from composer import launch
+from composer.collect import collect, manifest
+from composer.engine import make_engine
+from composer.errors import ComposerError, ExitCode, Interrupted
+from composer.interrupts import INTERRUPTS
+from composer.lock import resolve
+from composer.paths import work_dir
+from composer.record import RunsRepo
+from composer.remote import Node, Session, fan_out, wait_for_ssh
+from composer.render import render
+from composer.result import (
+    Reporter,
+    Result,
+    RunOutcome,
+    commit_record,
+    describe,
+    new_run_id,
+    new_state,
+    now_iso,
+    remove_tree,
+    spec_summary,
+    status_exit_code,
+    write_json,
+)
+from composer.spec import Spec
+from composer.stage import bundle, put_text, stage
+from composer.targets import get_target
+
+SSH_TIMEOUT = 60.0
+VAR_FILES = ("runtime.tfvars.json",)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    runs_repo: Path
+    engine: str = "embedded"
+    keep: bool = False
+    echo: IO[str] = field(default_factory=lambda: sys.stdout)
+    err: IO[str] = field(default_factory=lambda: sys.stderr)
+
+
+class Run:
+    def __init__(self, spec: Spec, opts: RunOptions) -> None:
+        self.spec, self.opts = spec, opts
+        self.target = get_target(spec.cluster.target)
+        self.engine = make_engine(opts.engine)
+        self.run_id = new_run_id()
+        self.work = work_dir(self.run_id)
+        self.staged = self.work / "record"
+        self.tf_dir = self.work / "tf"
+        self.repo = RunsRepo(opts.runs_repo)
+        self.sessions: list[Session] = []
+        self.nodes: list[Node] = []
+        self.job: launch.JobResult | None = None
+
+    # -- the run -------------------------------------------------------------
+
+    def execute(self) -> RunOutcome:
+        self.target.preflight(self.spec.run.launcher)
+        self.work.mkdir(parents=True)
+        self.state = new_state(self.run_id, self.spec, self.opts)  # type: ignore[arg-type]
+        self.state.save(self.work)
+        self.log = Reporter(self.opts.err, self.staged / "logs" / "composer.log")
+        self.tf_log = open(  # noqa: SIM115 - closed when execute() returns
+            self.staged / "logs" / "terraform.log", "a", encoding="utf-8"
+        )
+        c = self.spec.cluster
+        self.result = Result(self.run_id, self.spec.job.name, c.nodes, self.spec.run.launcher,
+                             self.engine.name, now_iso())
+        self.log.say(f"run {self.run_id} ({spec_summary(self.spec)})")
+        INTERRUPTS.install()
+        started = time.monotonic()
+        signum: int | None = None
+        try:
+            try:
+                self._stages()
+                self._settle()
+            except BaseException as exc:  # noqa: BLE001 - every failure ends in a record
+                signum = self._fail(exc)
+            finally:
+                with INTERRUPTS.shield():
+                    self._teardown()
+            with INTERRUPTS.shield():
+                return self._finish(started, signum)
+        finally:
+            INTERRUPTS.restore()
+            self.tf_log.close()
+            self.log.close()
+
+    def _stages(self) -> None:
+        spec = self.spec
+        with self.stage("render"):
+            self._render()
+        with self.stage("init"):
+            self.engine.init(self.tf_dir, self.tf_log)
+        self.state.applied = True
+        self.state.save(self.work)
+        with self.stage("apply"):
+            self.engine.apply(self.tf_dir, VAR_FILES, self.state.parallelism, self.tf_log)
+            outputs = self.engine.outputs(self.tf_dir)
+            self.nodes = [Node.from_output(n) for n in outputs["nodes"]]
+            write_json(self.work / "inventory.json", outputs["nodes"])
+        with self.stage("wait_for_ssh"):
+            self.sessions = wait_for_ssh(self.nodes, self.work / "keys" / "client", SSH_TIMEOUT)
+        with self.stage("facts"):
+            path = self.target_env().get("PATH")
+            facts = fan_out(lambda s: node_facts.gather(s, path), self.sessions)
+            write_json(self.staged / "facts.json", {"nodes": facts})
+        with self.stage("stage"):
+            stage(self.sessions, bundle(spec))
+            if spec.run.launcher == "mpi":
+                self._stage_mpi()
+        with self.stage("run"):
+            self.job = self._launch()
+        with self.stage("collect"):
+            outs = spec.outputs
+            per_node = outs.from_ == "all"
+            sessions = self.sessions if per_node else self.sessions[:1]
+            files = collect(sessions, outs.paths, self.staged / "outputs", per_node,
+                            outs.max_file_size)
+            write_json(self.staged / "outputs" / "manifest.json", manifest(files))
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.result.stage = name
+        self.state.stage = name
+        self.state.save(self.work)
+        INTERRUPTS.check()
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.result.stages[name] = round(time.monotonic() - t0, 3)
+        self.log.say(f"[{name}] done in {self.result.stages[name]:.2f}s")
+
+    def _render(self) -> None:
+        spec = self.spec
+        lock = resolve(spec, self.engine.name, self.engine.version)
+        infra = render(spec, lock.modules, self.staged / "infra")
+        write_json(self.staged / "lock.json", replace(lock, infra_sha256=infra.sha256).to_dict())
+        (self.staged / "job.toml").write_text(spec.text, encoding="utf-8")
+        shutil.copytree(infra.path, self.tf_dir)
+        alloc = self.target.allocate(self.run_id, spec.cluster.nodes, self.work)
+        self.state.blocks = [list(b) for b in alloc.blocks]
+        self.state.save(self.work)
+        runtime = self.target.prepare(self.run_id, spec.cluster.nodes, self.work, alloc)
+        write_json(self.tf_dir / VAR_FILES[0], runtime)
+
+    def target_env(self) -> dict[str, str]:
+        from composer.targets.local import session_env
+
+        return session_env()
+
+    def base_env(self) -> dict[str, str]:
+        addrs = [n.address for n in self.nodes]
+        env = dict(self.target_env())
+        env.update(dict(self.spec.run.env))
+        env.update(
+            COMPOSER_RUN_ID=self.run_id, COMPOSER_NUM_NODES=str(len(self.nodes)),
+            COMPOSER_NODE_ADDRS=",".join(addrs), COMPOSER_HEAD_ADDR=addrs[0],
+        )
+        return env
+
+    def _stage_mpi(self) -> None:
+        head = self.sessions[0]
+        work = head.node.work_dir
+        key = (self.work / "keys" / "client").read_text()
+        known = "".join(n.known_hosts_line + "\n" for n in self.nodes)
+        head.check(f"mkdir -p -m 700 {work}/.ssh")
+        put_text(head, f"{work}/.ssh/id_ed25519", key, 0o600)
+        put_text(head, f"{work}/.ssh/known_hosts", known)
+        put_text(head, f"{work}/.ssh/composer-ssh",
+                 launch.ssh_wrapper(f"{work}/.ssh/id_ed25519", f"{work}/.ssh/known_hosts",
+                                    head.node.port), 0o755)
+        put_text(head, f"{work}/hostfile", launch.hostfile(self.nodes))
+
+    def _launch(self) -> launch.JobResult:
+        spec = self.spec
+        names = [n.name for n in self.nodes]
+        timeout = spec.limits.max_duration
+        streams = launch.Streams(self.staged / "logs", [*names, "mpirun"], self.opts.echo)
+        try:
+            env = self.base_env()
+            if spec.run.launcher == "ssh":
+                envs = [{**env, "COMPOSER_NODE_RANK": str(n.rank)} for n in self.nodes]
+                return launch.run_ssh(self.sessions, envs, spec.run.command, streams, timeout)
+            head = self.nodes[0]
+            env["COMPOSER_HOSTFILE"] = f"{head.work_dir}/hostfile"
+            argv = launch.mpirun_argv(
+                launch.mpirun_path(), env["COMPOSER_HOSTFILE"],
+                f"{head.work_dir}/.ssh/composer-ssh",
+                sum(n.slots for n in self.nodes), list(env), self.target.mpi_args(),
+                spec.run.command, as_root=self.sessions[0].user == "root",
+            )
+            return launch.run_mpi(self.sessions[0], argv, env, spec.cluster.slots_per_node,
+                                  names, streams, timeout)
+        finally:
+            streams.close()
+
+    # -- endings -------------------------------------------------------------
+
+    def _settle(self) -> None:
+        job = self.job
+        assert job is not None
+        self.result.exit_code = job.exit_code
+        self.result.failed_node = job.failed_node
+        self.result.status = "succeeded" if job.exit_code == 0 else "failed"
+        if job.exit_code != 0:
+            self.result.stage = "run"
+            self.result.error = f"workload exited with {job.exit_code} on {job.failed_node}"
+
+    def _fail(self, exc: BaseException) -> int | None:
+        r = self.result
+        if isinstance(exc, Interrupted):
+            r.status, r.error = "interrupted", f"{exc.message} during {r.stage}"
+            self.log.say(r.error)
+            return exc.signum
+        if isinstance(exc, KeyboardInterrupt):
+            r.status, r.error = "interrupted", f"interrupted during {r.stage}"
+            return 2
+        if isinstance(exc, TimeoutError) and r.stage == "run":
+            r.status = "timeout"
+            r.error = f"max_duration of {self.spec.limits.max_duration:g}s exceeded"
+        else:
+            r.status, r.error = "failed", describe(exc)
+            self.error_exc = exc
+        self.log.say(f"{r.status} at {r.stage}: {r.error}")
+        if not isinstance(exc, ComposerError):
+            self.log.log.write(traceback.format_exc())
+        return None
+
+    def _teardown(self) -> None:
+        for session in self.sessions:
+            session.close()
+        r = self.result
+        if not self.state.applied:
+            self.target.release_blocks(tuple(tuple(b) for b in self.state.blocks))  # type: ignore[misc]
+            return
+        if self.opts.keep:
+            r.teardown = {"status": "kept", "hint": f"composer down {self.run_id}"}
+            self.log.say(f"cluster kept; remove it with: composer down {self.run_id}")
+            return
+        t0 = time.monotonic()
+        r.teardown = destroy(self.engine, self.target, self.work, self.state.parallelism,
+                             self.tf_log, self.state.blocks)
+        self.state.destroyed = r.teardown["status"] == "destroyed"
+        self.state.save(self.work)
+        r.stages["destroy"] = round(time.monotonic() - t0, 3)
+        self.log.say(f"[destroy] {r.teardown['status']} in {r.stages['destroy']:.2f}s")
+
+    def _finish(self, started: float, signum: int | None) -> RunOutcome:
+        r = self.result
+        r.finished_at = now_iso()
+        r.duration_s = round(time.monotonic() - started, 3)
+        code = status_exit_code(r.status, signum)
+        if r.status == "failed" and r.stage != "run":
+            code = ExitCode.INFRA_FAILED
+        if r.teardown.get("status") == "failed":
+            code = ExitCode.INFRA_FAILED
+        self.log.say(f"{r.status} (exit {code}) in {r.duration_s:.2f}s")
+        self.log.log.flush()
+        record = commit_record(self.repo, r, self.staged)
+        self.state.committed = True
+        self.state.save(self.work)
+        self.log.say(f"record committed: {record} (tag run/{self.run_id})")
+        if r.teardown.get("status") in ("destroyed", "not-needed"):
+            remove_tree(self.work)
+        return RunOutcome(self.run_id, r.status, int(code), record, r.error)
+
+
+def destroy(engine, target, work: Path, parallelism: int, log: IO[str],  # type: ignore[no-untyped-def]
+            blocks: list[list[int]]) -> dict[str, object]:
+    """Destroy the cluster, then sweep whatever a node left; release its addresses."""
+    outcome: dict[str, object] = {"status": "destroyed"}
+    try:
+        engine.destroy(work / "tf", VAR_FILES, parallelism, log)
+    except ComposerError as exc:
+        outcome = {"status": "failed", "error": exc.message}
+    swept = target.sweep(work)
+    if swept:
+        outcome["swept"] = swept
+    if outcome["status"] == "destroyed":
+        target.release_blocks(tuple(tuple(b) for b in blocks))
+    return outcome

