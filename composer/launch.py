@@ -68,7 +68,7 @@ def mpirun_argv(
     extra: Sequence[str], command: Sequence[str] | str, as_root: bool,
 ) -> list[str]:
     argv = [mpirun, "--hostfile", hostfile_path, "-np", str(total), "--map-by", "slot",
-            "--bind-to", "none", "--output", "tag", "--prefix", str(Path(mpirun).parent.parent),
+            "--bind-to", "none", "--output", "tag", "--stdin", "none", "--prefix", str(Path(mpirun).parent.parent),
             "--prtemca", "plm_ssh_agent", agent]
     if as_root:
         argv.append("--allow-run-as-root")

@@ -115,6 +115,7 @@ class Session:
         channel = self._require().get_transport().open_session()  # type: ignore[union-attr]
         channel.set_combine_stderr(True)
         channel.exec_command(command)
+        channel.shutdown_write()
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = b""
         while True:

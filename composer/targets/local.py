@@ -132,23 +132,29 @@ class LocalTarget:
         """Generate the run's keys and return the run-time Terraform variables."""
         nodes_dir = work_dir / "nodes"
         client_pub = generate_keypair(work_dir / "keys" / "client", f"composer-{run_id}")
-        for rank in range(nodes):
-            generate_keypair(
-                nodes_dir / f"node-{rank}" / "ssh_host_ed25519_key", f"node-{rank}"
-            )
+        host_keys = [
+            generate_keypair(nodes_dir / f"node-{rank}" / "ssh_host_ed25519_key", f"node-{rank}")
+            for rank in range(nodes)
+        ]
         return {
             "run_id": run_id,
             "addresses": list(alloc.addresses),
             "port": self.port,
             "work_dir": str(nodes_dir),
             "authorized_key": client_pub,
+            "host_keys": host_keys,
             "sshd_path": find_sshd() or "/usr/sbin/sshd",
             "session_env": session_env(),
         }
 
     @staticmethod
     def mpi_args() -> list[str]:
-        return ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"]
+        # Every local node shares this machine's kernel and hostname, which the
+        # node-aware collectives (han, sm) mistake for one node: they hang across
+        # nodes. Ranks talk over TCP on loopback and yield when idle, since the
+        # nodes share this machine's cores.
+        return ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo",
+                "--mca", "coll", "^han,sm", "--mca", "mpi_yield_when_idle", "1"]
 
     @staticmethod
     def sweep(work_dir: Path) -> list[str]:

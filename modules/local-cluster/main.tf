@@ -25,8 +25,8 @@ resource "terraform_data" "node" {
 
   lifecycle {
     precondition {
-      condition     = length(var.addresses) >= var.node_count
-      error_message = "addresses must hold one address per node."
+      condition     = length(var.addresses) >= var.node_count && length(var.host_keys) >= var.node_count
+      error_message = "addresses and host_keys must hold one entry per node."
     }
   }
 

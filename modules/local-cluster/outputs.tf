@@ -6,7 +6,7 @@ output "nodes" {
       name         = n.name
       address      = n.address
       port         = var.port
-      host_key     = trimspace(file("${n.node_dir}/ssh_host_ed25519_key.pub"))
+      host_key     = var.host_keys[i]
       work_dir     = "${n.node_dir}/work"
       slots        = var.slots_per_node
       resource_id  = terraform_data.node[i].id

@@ -6,26 +6,31 @@
 # The host key NODE_DIR/ssh_host_ed25519_key is generated and pinned by the caller.
 set -eu
 
+# A process counts as alive until it has exited; a zombie waiting to be reaped
+# by init has.
+alive() {
+  state=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 stop_node() {
   pidfile="$NODE_DIR/sshd.pid"
   if [ -f "$pidfile" ]; then
     pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null && grep -q "$NODE_DIR/sshd_config" "/proc/$pid/cmdline" 2>/dev/null; then
+    if alive "$pid" && grep -q "$NODE_DIR/sshd_config" "/proc/$pid/cmdline" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
       i=0
-      while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ]; do
-        sleep 0.1
+      while alive "$pid" && [ "$i" -lt 100 ]; do
+        sleep 0.05
         i=$((i + 1))
       done
-      kill -KILL "$pid" 2>/dev/null || true
+      alive "$pid" && kill -KILL "$pid" 2>/dev/null
     fi
   fi
   # Processes started through the node's sessions (the workload) go with it.
-  for env in /proc/[0-9]*/environ; do
-    if grep -qzx "COMPOSER_NODE_DIR=$NODE_DIR" "$env" 2>/dev/null; then
-      pid=${env#/proc/}
-      kill -KILL "${pid%/environ}" 2>/dev/null || true
-    fi
+  for env in $(grep -lzsx "COMPOSER_NODE_DIR=$NODE_DIR" /proc/[0-9]*/environ); do
+    pid=${env#/proc/}
+    kill -KILL "${pid%/environ}" 2>/dev/null || true
   done
   rm -rf "$NODE_DIR"
 }
