@@ -68,8 +68,8 @@ def mpirun_argv(
     extra: Sequence[str], command: Sequence[str] | str, as_root: bool,
 ) -> list[str]:
     argv = [mpirun, "--hostfile", hostfile_path, "-np", str(total), "--map-by", "slot",
-            "--bind-to", "none", "--output", "tag", "--stdin", "none", "--prefix", str(Path(mpirun).parent.parent),
-            "--prtemca", "plm_ssh_agent", agent]
+            "--bind-to", "none", "--output", "tag", "--stdin", "none",
+            "--prefix", str(Path(mpirun).parent.parent), "--prtemca", "plm_ssh_agent", agent]
     if as_root:
         argv.append("--allow-run-as-root")
     for name in sorted(forward):
@@ -90,6 +90,7 @@ class Streams:
     def line(self, name: str, text: bytes, echo_prefix: str | None = None) -> None:
         with self._lock:
             self.files[name].write(text + b"\n")
+            self.files[name].flush()
             if self.echo is not None:
                 prefix = echo_prefix if echo_prefix is not None else f"[{name}] "
                 self.echo.write(prefix + text.decode("utf-8", "replace") + "\n")

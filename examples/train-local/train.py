@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             print(message, flush=True)
 
+    print(f"rank {rank}/{size} on node {node_addr()}", flush=True)
     placement = comm.gather(node_addr(), root=0)
     if rank == 0:
         by_node: dict[str, list[int]] = {}

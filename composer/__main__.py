@@ -1,0 +1,7 @@
+"""``python -m composer``."""
+
+from __future__ import annotations
+
+from composer.cli import main
+
+main()
