@@ -47,7 +47,9 @@ class Composer:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "composer", *args]
 
-    def run(self, *args: str, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 300, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.argv(*args), cwd=self.cwd, env=self.env(**extra), capture_output=True,
             text=True, timeout=timeout, check=False,

@@ -186,7 +186,8 @@ def test_sigint_during_workload(composer: Composer, tmp_path: Path) -> None:
     log_seen = False
     while time.monotonic() < deadline and not log_seen:
         time.sleep(0.2)
-        log_seen = any(p.read_text().strip() for p in composer.home.glob("work/*/record/logs/node-*.log"))
+        logs = composer.home.glob("work/*/record/logs/node-*.log")
+        log_seen = any(p.read_text().strip() for p in logs)
     assert log_seen, "the workload never started"
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)

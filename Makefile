@@ -1,0 +1,44 @@
+# composer: two commands on a fresh Debian/Ubuntu machine.
+#   make demo   set up .venv, make sure sshd is there, run examples/hello-mpi
+#   make test   lint and run every test (unit, golden, integration)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint venv sshd train clean
+
+demo: venv sshd
+	$(BIN)/composer up examples/hello-mpi/job.toml
+
+train: venv sshd
+	$(BIN)/composer up examples/train-local/job.toml
+
+test: venv sshd lint
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check composer tests examples
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[mpi,examples,dev]'
+	touch $@
+
+# The local target runs one OpenSSH sshd per node.
+sshd:
+	@if [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing openssh-server (the local target's nodes)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; \
+	else \
+	  echo "composer's local target needs OpenSSH's sshd and ssh: install them, e.g. 'sudo apt-get install openssh-server openssh-client', then run make again" >&2; \
+	  exit 1; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
