@@ -28,11 +28,16 @@ def tree_files(root: Path, exclude: frozenset[str] = frozenset()) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def is_executable(path: Path) -> bool:
+    """Whether any execute bit is set: the same answer whoever asks."""
+    return bool(path.stat().st_mode & 0o111)
+
+
 def tree_sha256(root: Path, exclude: frozenset[str] = frozenset()) -> str:
     """One hash over every file's relative path, executable bit and content."""
     digest = hashlib.sha256()
     for path in tree_files(root, exclude):
         rel = path.relative_to(root).as_posix()
-        mode = "x" if os.access(path, os.X_OK) else "-"
+        mode = "x" if is_executable(path) else "-"
         digest.update(f"{rel}\0{mode}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()

@@ -7,8 +7,10 @@ directory with its own node's output directory, whichever node it lands on.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -69,7 +71,9 @@ def mpirun_argv(
 ) -> list[str]:
     argv = [mpirun, "--hostfile", hostfile_path, "-np", str(total), "--map-by", "slot",
             "--bind-to", "none", "--output", "tag", "--stdin", "none",
-            "--prefix", str(Path(mpirun).parent.parent), "--prtemca", "plm_ssh_agent", agent]
+            "--prtemca", "plm_ssh_agent", agent]
+    if os.path.isabs(mpirun):
+        argv += ["--prefix", str(Path(mpirun).parent.parent)]
     if as_root:
         argv.append("--allow-run-as-root")
     for name in sorted(forward):
@@ -143,5 +147,9 @@ def run_mpi(head: Session, argv: Sequence[str], env: Mapping[str, str], slots: i
 
 
 def mpirun_path() -> str:
+    """Absolute path of the mpirun next to this interpreter, else the one on PATH."""
     local = Path(sys.executable).parent / "mpirun"
-    return str(local) if local.exists() else "mpirun"
+    if local.exists():
+        return str(local)
+    found = shutil.which("mpirun")
+    return os.path.abspath(found) if found else "mpirun"

@@ -88,8 +88,11 @@ def git_pin(path: Path) -> dict[str, Any] | None:
         "dirty": bool(status.strip()),
     }
     if pin["dirty"]:
-        diff = (_git(path, "diff", "HEAD", "--", ".") or "") + status
-        pin["diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()
+        digest = hashlib.sha256((_git(path, "diff", "HEAD", "--", ".") or "").encode())
+        untracked = _git(path, "ls-files", "--others", "--exclude-standard", "-z", "--", ".")
+        for name in sorted(filter(None, (untracked or "").split("\0"))):
+            digest.update(f"\0{name}\0{file_sha256(path / name)}".encode())
+        pin["diff_sha256"] = digest.hexdigest()
     return pin
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 
 from composer.errors import UsageError
-from composer.hashing import tree_files, tree_sha256
+from composer.hashing import is_executable, tree_files, tree_sha256
 from composer.modules import EXCLUDED, ModulePin, module_path
 from composer.paths import templates_dir
 from composer.spec import Spec
@@ -73,7 +73,7 @@ def _vendor(pin: ModulePin, dest: Path) -> None:
         target = dest / file.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file, target)
-        os.chmod(target, 0o755 if os.access(file, os.X_OK) else 0o644)
+        os.chmod(target, 0o755 if is_executable(file) else 0o644)
 
 
 def render(spec: Spec, pins: tuple[ModulePin, ...], out_dir: Path) -> Infra:

@@ -30,6 +30,9 @@ INSTALL_HINT = "install OpenSSH's server: apt-get install openssh-server"
 
 
 def find_sshd() -> str | None:
+    override = os.environ.get("COMPOSER_SSHD")
+    if override:
+        return os.path.abspath(override) if os.access(override, os.X_OK) else None
     for candidate in SSHD_CANDIDATES:
         if os.access(candidate, os.X_OK):
             return candidate
@@ -85,7 +88,10 @@ class LocalTarget:
 
     def preflight(self, launcher: str) -> None:
         if find_sshd() is None:
-            raise PreflightError("the local target needs OpenSSH's sshd", hint=INSTALL_HINT)
+            where = os.environ.get("COMPOSER_SSHD")
+            problem = f"COMPOSER_SSHD={where} is not executable" if where else \
+                "the local target needs OpenSSH's sshd"
+            raise PreflightError(problem, hint=INSTALL_HINT)
         if launcher == "mpi":
             mpirun = Path(sys.executable).parent / "mpirun"
             if not mpirun.exists() and shutil.which("mpirun") is None:

@@ -18,7 +18,7 @@ import pytest
 
 from composer.errors import UsageError
 from composer.hashing import tree_sha256
-from composer.modules import TARGET_MODULES, pin_module, pins_for_target
+from composer.modules import TARGET_MODULES, module_path, pin_module, pins_for_target
 from composer.render import Infra, render
 from composer.spec import Spec, load_spec
 
@@ -83,7 +83,7 @@ def _check_vendored_modules(spec: Spec, out: Path) -> None:
     assert sorted(listed) == sorted(names)
     for name in names:
         pin = pin_module(name)
-        version = (PROJECT_ROOT / "modules" / name / "VERSION").read_text().strip()
+        version = (module_path(name) / "VERSION").read_text().strip()
         assert listed[name] == {"version": version, "sha256": pin.sha256}
         assert pin.version == version
         assert tree_sha256(out / "modules" / name) == pin.sha256
@@ -135,9 +135,7 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
     assert first.sha256 == tree_sha256(first.path)
     assert _tree_differences(first.path, second.path, ()) == []
     assert list(_files(first.path)) == list(_files(second.path))
-    modes = {
-        rel: stat.S_IMODE(path.stat().st_mode) for rel, path in _files(first.path).items()
-    }
+    modes = {rel: stat.S_IMODE(path.stat().st_mode) for rel, path in _files(first.path).items()}
     assert modes == {
         rel: stat.S_IMODE(path.stat().st_mode) for rel, path in _files(second.path).items()
     }

@@ -310,3 +310,46 @@ def test_terraform_binary_engine(composer: Composer, tmp_path: Path) -> None:
     lock = json.loads(read_record(composer, run_id, "lock.json"))
     assert lock["terraform"]["engine"] == "terraform"
     assert "terraform.rc" not in done.stderr and "Warning" not in done.stderr
+
+
+def test_apply_failure_reaches_the_user(composer: Composer, tmp_path: Path) -> None:
+    broken = tmp_path / "broken-sshd"
+    broken.write_text("#!/bin/sh\necho 'bind to port 22022 failed: Address already in use' >&2\n"
+                      "exit 255\n")
+    broken.chmod(0o755)
+    job = write_job(tmp_path / "apply-fails", """
+        [job]
+        name = "apply-fails"
+        [cluster]
+        target = "local"
+        nodes = 2
+        [run]
+        command = ["true"]
+    """)
+    done = composer.run("up", str(job), "--json", COMPOSER_SSHD=str(broken))
+    assert done.returncode == 4, done.stderr
+    assert "Address already in use" in done.stderr
+    assert "local-exec provisioner error" in done.stderr
+    out = final_json(done.stdout)
+    result = json.loads(read_record(composer, out["run_id"], "result.json"))
+    assert result["status"] == "failed" and result["stage"] == "apply"
+    assert result["teardown"]["status"] == "destroyed"
+    assert not sshd_processes(out["run_id"])
+    assert not (composer.home / "work" / out["run_id"]).exists()
+
+
+def test_missing_sshd_is_a_clear_preflight_error(composer: Composer, tmp_path: Path) -> None:
+    job = write_job(tmp_path / "no-sshd", """
+        [job]
+        name = "no-sshd"
+        [cluster]
+        target = "local"
+        nodes = 1
+        [run]
+        command = ["true"]
+    """)
+    done = composer.run("up", str(job), COMPOSER_SSHD=str(tmp_path / "absent"))
+    assert done.returncode == 2
+    assert "apt-get install openssh-server" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (composer.home / "work").exists()

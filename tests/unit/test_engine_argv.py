@@ -28,11 +28,18 @@ def test_apply_args() -> None:
     args = apply_args(["a.tfvars.json", "run.tfvars.json"], parallelism=17)
     assert args[0] == "apply"
     assert "-destroy" not in args
-    for flag in ("-auto-approve", "-input=false", "-no-color", "-json", "-parallelism=17",
-                 "-lock-timeout=60s"):
+    for flag in (
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+        "-json",
+        "-parallelism=17",
+        "-lock-timeout=60s",
+    ):
         assert args.count(flag) == 1, flag
     assert [a for a in args if a.startswith("-var-file=")] == [
-        "-var-file=a.tfvars.json", "-var-file=run.tfvars.json"
+        "-var-file=a.tfvars.json",
+        "-var-file=run.tfvars.json",
     ]
     assert args[-2:] == ["-var-file=a.tfvars.json", "-var-file=run.tfvars.json"]
     assert all(a.startswith("-") for a in args[1:])
@@ -63,29 +70,50 @@ def _diagnostic(severity: str, summary: str, detail: str = "", address: str = ""
     if address:
         diag["address"] = address
         diag["range"] = {"filename": "main.tf", "start": {"line": 3, "column": 1, "byte": 20}}
-    return json.dumps({
-        "@level": severity, "@message": f"{severity.title()}: {summary}",
-        "@module": "terraform.ui", "@timestamp": "2024-05-01T10:00:00.000000Z",
-        "diagnostic": diag, "type": "diagnostic",
-    })
+    return json.dumps(
+        {
+            "@level": severity,
+            "@message": f"{severity.title()}: {summary}",
+            "@module": "terraform.ui",
+            "@timestamp": "2024-05-01T10:00:00.000000Z",
+            "diagnostic": diag,
+            "type": "diagnostic",
+        }
+    )
 
 
 def test_diagnostics_of_json_lines() -> None:
-    stdout = "\n".join([
-        json.dumps({"@level": "info", "@message": "Terraform 1.8.5", "type": "version",
-                    "terraform": "1.8.5", "ui": "1.2"}),
-        json.dumps({"@level": "info", "@message": "module.cluster.terraform_data.node[0]: "
-                    "Creating...", "type": "apply_start", "hook": {}}),
-        _diagnostic("warning", "Deprecated attribute", "use something else"),
-        _diagnostic(
-            "error", "local-exec provisioner error",
-            "Error running command 'node.sh start': exit status 1. Output: sshd not found\n\n",
-            "module.cluster.terraform_data.node[1]",
-        ),
-        "not json {",
-        "{broken json",
-        _diagnostic("error", "Invalid value for variable", "port must be between 1 and 65535."),
-    ])
+    stdout = "\n".join(
+        [
+            json.dumps(
+                {
+                    "@level": "info",
+                    "@message": "Terraform 1.8.5",
+                    "type": "version",
+                    "terraform": "1.8.5",
+                    "ui": "1.2",
+                }
+            ),
+            json.dumps(
+                {
+                    "@level": "info",
+                    "@message": "module.cluster.terraform_data.node[0]: Creating...",
+                    "type": "apply_start",
+                    "hook": {},
+                }
+            ),
+            _diagnostic("warning", "Deprecated attribute", "use something else"),
+            _diagnostic(
+                "error",
+                "local-exec provisioner error",
+                "Error running command 'node.sh start': exit status 1. Output: sshd not found\n\n",
+                "module.cluster.terraform_data.node[1]",
+            ),
+            "not json {",
+            "{broken json",
+            _diagnostic("error", "Invalid value for variable", "port must be between 1 and 65535."),
+        ]
+    )
     assert diagnostics_of(stdout, "ignored stderr") == [
         "Error: local-exec provisioner error (module.cluster.terraform_data.node[1])\n"
         "  Error running command 'node.sh start': exit status 1. Output: sshd not found",

@@ -139,8 +139,9 @@ def blocks(text: str) -> list[Block]:
             raise ValueError(f"unbalanced braces after {head.group(0)!r}")
         labels = tuple(re.findall(r'"([^"\n]*)"', text[head.start(2) : head.end(2)]))
         found.append(
-            Block(head.group(1), labels, text[open_at + 1 : close_at],
-                  masked[open_at + 1 : close_at])
+            Block(
+                head.group(1), labels, text[open_at + 1 : close_at], masked[open_at + 1 : close_at]
+            )
         )
         pos = close_at + 1
     return found
@@ -170,7 +171,7 @@ def test_parser_reads_nested_blocks_strings_and_comments() -> None:
         '    type = "x"\n'
         "  }\n"
         "}\n"
-        "/* output \"hidden\" { } */\n"
+        '/* output "hidden" { } */\n'
         'output "b" {\n'
         "  value = <<EOT\n"
         "  description = {\n"
@@ -179,7 +180,9 @@ def test_parser_reads_nested_blocks_strings_and_comments() -> None:
     )
     found = blocks(text)
     assert [(b.kind, b.labels) for b in found] == [
-        ("variable", ("a",)), ("variable", ("c",)), ("output", ("b",))
+        ("variable", ("a",)),
+        ("variable", ("c",)),
+        ("output", ("b",)),
     ]
     assert found[0].attributes() == {"description", "type"}
     assert found[1].attributes() == {"description", "default"}
@@ -304,7 +307,7 @@ def test_rendered_tree_is_terraform_fmt_clean(engine: Engine, tmp_path: Path) ->
 @pytest.mark.integration
 def test_fmt_check_catches_misformatted_files(engine: Engine, tmp_path: Path) -> None:
     out = _rendered(tmp_path)
-    (out / "extra.tf").write_text('locals {\n  a = 1\n  bb  = 2\n}\n')
+    (out / "extra.tf").write_text("locals {\n  a = 1\n  bb  = 2\n}\n")
     result = engine.run(FMT_CHECK, cwd=out, check=False)
     assert result.returncode != 0
     assert "extra.tf" in result.stdout
@@ -315,8 +318,9 @@ def test_rendered_tree_validates_after_init(engine: Engine, tmp_path: Path) -> N
     rendered = _rendered(tmp_path)
     work = tmp_path / "copy"
     shutil.copytree(rendered, work, symlinks=True)
-    init = engine.run(["init", "-input=false", "-no-color", "-backend=false"], cwd=work,
-                      check=False)
+    init = engine.run(
+        ["init", "-input=false", "-no-color", "-backend=false"], cwd=work, check=False
+    )
     assert init.returncode == 0, _explain(init)
     result = engine.run(["validate", "-json", "-no-color"], cwd=work, check=False)
     assert result.returncode == 0, _explain(result)
