@@ -16,7 +16,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from composer import __version__
-from composer.errors import ComposerError, ExitCode
+from composer.errors import ComposerError, ExitCode, UsageError
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -196,6 +196,69 @@ def down(run: Annotated[str, typer.Argument(help="run id or unique prefix")],
               + (f"; record {outcome['record']}" if outcome["record"] else ""))
     if outcome["teardown"]["status"] != "destroyed":
         raise typer.Exit(int(ExitCode.INFRA_FAILED))
+
+
+@app.command()
+def reproduce(
+    run: Annotated[str | None, typer.Argument(help="run id, unique prefix, or run/<id>")] = None,
+    latest: Annotated[
+        str | None, typer.Option("--latest", help="the newest run of this job")
+    ] = None,
+    job: Annotated[
+        Path | None, typer.Option("--job", help="the job file, if it moved since the run")
+    ] = None,
+    allow_drift: Annotated[
+        bool, typer.Option("--allow-drift", help="run even when pins drifted; record the drift")
+    ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="embedded | terraform | tofu [default: the recorded one]"),
+    ] = None,
+    runs_repo: RunsRepoOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Recreate a recorded run and say whether its results match."""
+    from composer.reproduce import DriftError, format_verdict
+    from composer.reproduce import reproduce as do_reproduce
+    from composer.run import RunOptions
+
+    if (run is None) == (latest is None):
+        _fail(UsageError("give a run, or --latest JOB"), as_json, debug)
+    opts = RunOptions(runs_repo=_repo_path(runs_repo),
+                      echo=sys.stderr if as_json else sys.stdout)
+    try:
+        verdict = do_reproduce(run, opts, job, allow_drift, latest, engine)
+    except DriftError as exc:
+        drift = {"run_id": None, "reproduces": exc.run_id, "verdict": "drift",
+                 "drift": [d.to_dict() for d in exc.drifts], "record": None}
+        _fail(exc, as_json, debug, drift)
+    except ComposerError as exc:
+        _fail(exc, as_json, debug, {"run_id": None, "verdict": None, "record": None})
+    if as_json:
+        _emit(verdict)
+    else:
+        print(format_verdict(verdict))
+    raise typer.Exit(verdict["exit_code"])
+
+
+@app.command()
+def diff(
+    run_a: Annotated[str, typer.Argument(help="first run")],
+    run_b: Annotated[str, typer.Argument(help="second run")],
+    runs_repo: RunsRepoOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """What differs between two runs: spec, lock, infra, facts, results."""
+    from composer.diff import diff_runs, format_diff
+    from composer.record import RunsRepo
+
+    data = _call(lambda: diff_runs(RunsRepo(_repo_path(runs_repo)), run_a, run_b), as_json, debug)
+    if as_json:
+        _emit(data)
+    else:
+        print(format_diff(data), end="")
 
 
 @app.command()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from composer import __version__
-from composer.hashing import file_sha256, tree_sha256
+from composer.hashing import file_sha256, tree_files, tree_sha256
 from composer.modules import ModulePin, pins_for_target
 from composer.spec import Spec
 
@@ -30,11 +30,11 @@ class CodePin:
     path: str
     content_sha256: str
     git: dict[str, Any] | None = None
+    files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"path": self.path, "content_sha256": self.content_sha256}
-        data["git"] = self.git
-        return data
+        return {"path": self.path, "content_sha256": self.content_sha256, "git": self.git,
+                "files": self.files}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Lock:
     inputs: dict[str, dict[str, Any]]
     target: dict[str, Any] = field(default_factory=dict)
     infra_sha256: str | None = None
+    job_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class Lock:
             "code": self.code.to_dict() if self.code else None,
             "inputs": self.inputs,
             "target": self.target,
+            "job": {"path": self.job_path},
         }
 
 
@@ -99,10 +101,13 @@ def git_pin(path: Path) -> dict[str, Any] | None:
 def pin_code(spec: Spec) -> CodePin | None:
     if spec.code.path is None:
         return None
-    rel = spec.code.path.relative_to(spec.base_dir).as_posix()
-    return CodePin(
-        rel, tree_sha256(spec.code.path, exclude=CODE_EXCLUDE), git_pin(spec.code.path)
-    )
+    root = spec.code.path
+    rel = root.relative_to(spec.base_dir).as_posix()
+    files = {
+        f.relative_to(root).as_posix(): file_sha256(f)
+        for f in tree_files(root, exclude=CODE_EXCLUDE)
+    }
+    return CodePin(rel, tree_sha256(root, exclude=CODE_EXCLUDE), git_pin(root), files)
 
 
 def pin_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
@@ -125,4 +130,5 @@ def resolve(spec: Spec, engine: str, terraform_version: str) -> Lock:
         code=pin_code(spec),
         inputs=pin_inputs(spec),
         target={"name": spec.cluster.target, "resolved": {}},
+        job_path=str(spec.source),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -444,6 +446,32 @@ class RunsRepo:
             "result": _parse_object(result),
             "lock": _parse_object(lock),
         }
+
+    def read_file(self, run_id: str, name: str) -> bytes | None:
+        """A file of the run's record as committed (None when it has no such file)."""
+        commit = self._run_tags().get(run_id)
+        if commit is None:
+            raise RunNotFound(f"no run '{run_id}' in {self.path}")
+        return _read_blobs(self.path, [f"{commit}:{run_id}/{name}"])[0]
+
+    def export(self, run_id: str, dest: Path) -> Path:
+        """Write the run's committed record into ``dest`` (created); return it."""
+        commit = self._run_tags().get(run_id)
+        if commit is None:
+            raise RunNotFound(f"no run '{run_id}' in {self.path}")
+        data = subprocess.run(
+            ["git", "-C", str(self.path), "archive", "--format=tar", commit, f"{run_id}/"],
+            capture_output=True, timeout=120, check=False, env=_git_env(),
+        )
+        if data.returncode != 0:
+            raise RecordError(f"git archive of run {run_id} failed: {data.stderr.decode()}")
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data.stdout)) as tar:
+            for member in tar.getmembers():
+                member.name = member.name.removeprefix(f"{run_id}/")
+                if member.name and (member.isfile() or member.isdir()):
+                    tar.extract(member, dest, filter="data")
+        return dest
 
     def _is_repo(self) -> bool:
         return (self.path / ".git").exists()

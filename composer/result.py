@@ -91,6 +91,8 @@ class Result:
     teardown: dict[str, Any] = field(default_factory=lambda: {"status": "not-needed"})
     finished_at: str | None = None
     duration_s: float | None = None
+    reproduces: str | None = None
+    drift: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)

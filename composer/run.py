@@ -13,23 +13,24 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from composer import facts as node_facts
 from composer import launch
 from composer.collect import collect, manifest
 from composer.engine import make_engine
 from composer.errors import ComposerError, ExitCode, Interrupted
+from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
 from composer.lock import resolve
 from composer.paths import work_dir
 from composer.record import RunsRepo
 from composer.remote import Node, Session, fan_out, wait_for_ssh
-from composer.render import render
+from composer.render import Infra, render
 from composer.result import (
     Reporter,
     Result,
@@ -61,9 +62,19 @@ class RunOptions:
     err: IO[str] = field(default_factory=lambda: sys.stderr)
 
 
+@dataclass(frozen=True)
+class Replay:
+    """A run recreated from a record: its infra tree is applied as recorded."""
+
+    reproduces: str
+    infra: Path
+    drift: tuple[dict[str, Any], ...] = ()
+    finalize: Callable[[Result, Path], None] | None = None
+
+
 class Run:
-    def __init__(self, spec: Spec, opts: RunOptions) -> None:
-        self.spec, self.opts = spec, opts
+    def __init__(self, spec: Spec, opts: RunOptions, replay: Replay | None = None) -> None:
+        self.spec, self.opts, self.replay = spec, opts, replay
         self.target = get_target(spec.cluster.target)
         self.engine = make_engine(opts.engine)
         self.run_id = new_run_id()
@@ -89,6 +100,9 @@ class Run:
         c = self.spec.cluster
         self.result = Result(self.run_id, self.spec.job.name, c.nodes, self.spec.run.launcher,
                              self.engine.name, now_iso())
+        if self.replay is not None:
+            self.result.reproduces = self.replay.reproduces
+            self.result.drift = list(self.replay.drift)
         self.log.say(f"run {self.run_id} ({spec_summary(self.spec)})")
         INTERRUPTS.install()
         started = time.monotonic()
@@ -158,7 +172,11 @@ class Run:
     def _render(self) -> None:
         spec = self.spec
         lock = resolve(spec, self.engine.name, self.engine.version)
-        infra = render(spec, lock.modules, self.staged / "infra")
+        if self.replay is None:
+            infra = render(spec, lock.modules, self.staged / "infra")
+        else:
+            shutil.copytree(self.replay.infra, self.staged / "infra")
+            infra = Infra(self.staged / "infra", tree_sha256(self.staged / "infra"))
         write_json(self.staged / "lock.json", replace(lock, infra_sha256=infra.sha256).to_dict())
         (self.staged / "job.toml").write_text(spec.text, encoding="utf-8")
         shutil.copytree(infra.path, self.tf_dir)
@@ -281,6 +299,8 @@ class Run:
             code = ExitCode.INFRA_FAILED
         self.log.say(f"{r.status} (exit {code}) in {r.duration_s:.2f}s")
         self.log.log.flush()
+        if self.replay is not None and self.replay.finalize is not None:
+            self.replay.finalize(r, self.staged)
         record = commit_record(self.repo, r, self.staged)
         self.state.committed = True
         self.state.save(self.work)

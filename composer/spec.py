@@ -8,13 +8,14 @@ or raise ``SpecError`` listing every problem found, each at a dotted path such a
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import json
 import math
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
 from fractions import Fraction
 from pathlib import Path
@@ -48,6 +49,7 @@ SCHEMA: Mapping[str, SectionSchema] = MappingProxyType(
         "outputs": SectionSchema(("paths", "from", "max_file_size")),
         "limits": SectionSchema(("max_duration",)),
         "record": SectionSchema(("repo",)),
+        "reproduce": SectionSchema(("metrics", "tolerance")),
     }
 )
 
@@ -59,10 +61,13 @@ OUTPUT_SOURCES = ("all", "head")
 DEFAULT_MAX_FILE_SIZE = 50_000_000
 LARGEST_FILE_SIZE = 10**12
 LONGEST_DURATION = 7 * 86400.0
+TOLERANCE_KEYS = ("abs", "rel")
 
 _JOB_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_NODE_PREFIX = re.compile(r"node-[0-9]+/")
+_WILDCARDS = frozenset("*?[]")
 _NUMBER = r"\d{1,30}(?:\.\d{1,30})?"
 _DURATION = re.compile(rf"(?:({_NUMBER})d)?(?:({_NUMBER})h)?(?:({_NUMBER})m)?(?:({_NUMBER})s)?")
 _DURATION_UNITS = (86400, 3600, 60, 1)
@@ -127,6 +132,34 @@ class RecordSpec:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """How far metric ``key`` may move between runs: absolute and relative bounds.
+
+    ``key`` is a flattened path inside a metrics JSON file: nested objects joined
+    with ``.``, list items as ``[i]`` (``eval.accuracy``, ``losses[3]``).
+    """
+
+    key: str
+    abs: float = 0.0
+    rel: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReproduceSpec:
+    """Which JSON outputs ``composer reproduce`` compares, and how closely."""
+
+    metrics: tuple[str, ...] = ()
+    tolerance: tuple[Tolerance, ...] = ()
+
+    def tolerance_for(self, key: str) -> tuple[float, float]:
+        """``(abs, rel)`` for metric ``key``; ``(0.0, 0.0)`` (exact) when none is given."""
+        for item in self.tolerance:
+            if item.key == key:
+                return item.abs, item.rel
+        return 0.0, 0.0
+
+
+@dataclass(frozen=True)
 class Spec:
     job: JobSection
     cluster: ClusterSpec
@@ -139,6 +172,7 @@ class Spec:
     source: Path
     base_dir: Path
     text: str
+    reproduce: ReproduceSpec = field(default_factory=ReproduceSpec)
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -230,7 +264,7 @@ def parse_spec(text: str, source: Path | str) -> Spec:
 
 def expanded(spec: Spec) -> dict[str, Any]:
     """The resolved spec as JSON-able data, paths relative to ``spec.base_dir``."""
-    run, out, code = spec.run, spec.outputs, spec.code.path
+    run, out, code, again = spec.run, spec.outputs, spec.code.path, spec.reproduce
     command = run.command if isinstance(run.command, str) else list(run.command)
     data = {
         "job": asdict(spec.job),
@@ -248,6 +282,10 @@ def expanded(spec: Spec) -> dict[str, Any]:
         },
         "limits": asdict(spec.limits),
         "record": asdict(spec.record),
+        "reproduce": {
+            "metrics": list(again.metrics),
+            "tolerance": {t.key: {"abs": t.abs, "rel": t.rel} for t in again.tolerance},
+        },
     }
     return _sort_keys(data)
 
@@ -268,14 +306,17 @@ class _Checker:
         run = self.run(self.section(data, "run"))
         code = self.code(self.section(data, "code"))
         inputs = self.inputs(self.section(data, "inputs"))
+        count = len(self.problems)
         outputs = self.outputs(self.section(data, "outputs"))
+        collected = outputs if len(self.problems) == count else None
         limits = self.limits(self.section(data, "limits"))
         record = self.record(self.section(data, "record"))
+        reproduce = self.reproduce(self.section(data, "reproduce"), collected)
         self.unknown(data, "", tuple(SCHEMA))
         if self.problems or job is None or cluster is None or run is None:
             return None
         parts = (job, cluster, run, code, inputs, outputs, limits, record)
-        return Spec(*parts, source=source, base_dir=self.base_dir, text=text)
+        return Spec(*parts, source=source, base_dir=self.base_dir, text=text, reproduce=reproduce)
 
     def section(self, data: _Table, name: str) -> _Table | None:
         if name not in data:
@@ -479,6 +520,103 @@ class _Checker:
         self.unknown(table, "record", SCHEMA["record"].keys)
         return RecordSpec(repo)
 
+    def reproduce(self, table: _Table | None, collected: OutputsSpec | None) -> ReproduceSpec:
+        """``collected`` is None when [outputs] has problems of its own."""
+        if table is None:
+            return ReproduceSpec()
+        metrics = self.metrics(*self.get(table, "reproduce", "metrics"), collected)
+        tolerance = self.tolerances(*self.get(table, "reproduce", "tolerance"))
+        self.unknown(table, "reproduce", SCHEMA["reproduce"].keys)
+        return ReproduceSpec(metrics, tolerance)
+
+    def metrics(self, value: Any, path: str, collected: OutputsSpec | None) -> tuple[str, ...]:
+        if value is _MISSING:
+            return ()
+        if not isinstance(value, list):
+            self.add(path, f"must be an array of strings, got {_describe(value)}")
+            return ()
+        listed: dict[str, str] = {}
+        for i, item in enumerate(value):
+            where = f"{path}[{i}]"
+            name = self.output_file(item, where)
+            if name is None:
+                continue
+            if name in listed:
+                self.add(where, f"{_quote(name)} is also listed at {listed[name]}")
+                continue
+            listed[name] = where
+            if collected is not None and not _collectable(name, collected):
+                missing = "is not among the collected outputs (outputs.paths)"
+                self.add(where, f"{_quote(name)} {missing}")
+        return tuple(listed)
+
+    def output_file(self, value: Any, path: str) -> str | None:
+        text = self.string(value, path, nonempty=True)
+        if text is None:
+            return None
+        parts = [part for part in text.split("/") if part not in ("", ".")]
+        if text.startswith("/"):
+            return self.add(path, f"must be a relative path, got {_quote(text)}")
+        if ".." in parts:
+            return self.add(path, f"must not contain '..': {_quote(text)}")
+        if _WILDCARDS.intersection(text):
+            return self.add(path, f"must name one file, without * ? [ ]: {_quote(text)}")
+        if not parts:
+            return self.add(path, f"must name a file, got {_quote(text)}")
+        return "/".join(parts)
+
+    def tolerances(self, value: Any, path: str) -> tuple[Tolerance, ...]:
+        if value is _MISSING:
+            return ()
+        if not isinstance(value, dict):
+            expected = "must be a table of metric = { abs = ..., rel = ... }"
+            self.add(path, f"{expected}, got {_describe(value)}")
+            return ()
+        items = []
+        for key, bounds in value.items():
+            where = _join(path, key)
+            name = self.string(key, where, nonempty=True)
+            checked = self.bounds(bounds, where, key)
+            if name is not None and checked is not None:
+                items.append(Tolerance(name, *checked))
+        return tuple(sorted(items, key=lambda item: item.key))
+
+    def bounds(self, value: Any, path: str, key: str) -> tuple[float, float] | None:
+        if not isinstance(value, dict):
+            expected = "must be a table such as { abs = 1e-6, rel = 0.01 }"
+            return self.add(path, f"{expected}, got {_describe(value)}")
+        if not value:
+            return self.add(path, "empty table; give abs, rel or both")
+        count = len(self.problems)
+        absolute = self.tolerance_value(value.get("abs", _MISSING), _join(path, "abs"))
+        relative = self.tolerance_value(value.get("rel", _MISSING), _join(path, "rel"))
+        for inner, item in value.items():
+            if inner in TOLERANCE_KEYS:
+                continue
+            message = "unknown key" + _suggest(inner, TOLERANCE_KEYS)
+            if isinstance(item, dict):
+                dotted = json.dumps(f"{key}.{inner}", ensure_ascii=False)
+                message += f"; to name metric {dotted}, quote it: {dotted} = {{ abs = ... }}"
+            self.add(_join(path, inner), message)
+        if len(self.problems) != count or absolute is None or relative is None:
+            return None
+        return absolute, relative
+
+    def tolerance_value(self, value: Any, path: str) -> float | None:
+        if value is _MISSING:
+            return 0.0
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return self.add(path, f"must be a number, got {_describe(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            return self.add(path, f"must be a finite number, got {_describe(value)}")
+        if number < 0:
+            return self.add(path, f"must be at least 0, got {_describe(value)}")
+        return number + 0.0
+
     def string(
         self, value: Any, path: str, default: str | None = None, nonempty: bool = False
     ) -> str | None:
@@ -556,6 +694,13 @@ def _parse_toml(text: str, source: Path) -> dict[str, Any]:
         raise _fatal(source, f"TOML syntax error: {message}") from None
     except (ValueError, RecursionError) as exc:
         raise _fatal(source, f"cannot parse TOML: {_clip(str(exc))}") from None
+
+
+def _collectable(name: str, outputs: OutputsSpec) -> bool:
+    """Whether ``outputs.paths`` collect ``name``, a path as listed in the manifest."""
+    node = _NODE_PREFIX.match(name) if outputs.from_ == "all" else None
+    rel = name[node.end() :] if node else name
+    return any(fnmatch.fnmatchcase(rel, pattern) for pattern in outputs.paths)
 
 
 def _fatal(source: Path, message: str) -> SpecError:

@@ -27,8 +27,10 @@ from composer.spec import (
     LimitsSpec,
     OutputsSpec,
     RecordSpec,
+    ReproduceSpec,
     RunSpec,
     Spec,
+    Tolerance,
     expanded,
     load_spec,
     parse_duration,
@@ -108,6 +110,14 @@ def valid_doc() -> dict[str, Any]:
         "outputs": {"paths": ["model.npy", "*.json"], "from": "head", "max_file_size": "1MB"},
         "limits": {"max_duration": "1h30m"},
         "record": {"repo": "runs"},
+        "reproduce": {
+            "metrics": ["metrics.json", "eval/scores.json"],
+            "tolerance": {
+                "final_loss": {"abs": 1e-6},
+                "eval.accuracy": {"rel": 0.01},
+                "losses[3]": {"abs": 0.1, "rel": 0.001},
+            },
+        },
     }
 
 
@@ -155,6 +165,14 @@ def test_full_spec_round_trip(job_dir: Path) -> None:
         source=job_dir.resolve() / "job.toml",
         base_dir=job_dir.resolve(),
         text=text,
+        reproduce=ReproduceSpec(
+            ("metrics.json", "eval/scores.json"),
+            (
+                Tolerance("eval.accuracy", 0.0, 0.01),
+                Tolerance("final_loss", 1e-6, 0.0),
+                Tolerance("losses[3]", 0.1, 0.001),
+            ),
+        ),
     )
 
 
@@ -172,6 +190,14 @@ def test_expanded_full(job_dir: Path) -> None:
         "limits": {"max_duration": 5400.0},
         "outputs": {"from": "head", "max_file_size": 1_000_000, "paths": ["model.npy", "*.json"]},
         "record": {"repo": "runs"},
+        "reproduce": {
+            "metrics": ["metrics.json", "eval/scores.json"],
+            "tolerance": {
+                "eval.accuracy": {"abs": 0.0, "rel": 0.01},
+                "final_loss": {"abs": 1e-6, "rel": 0.0},
+                "losses[3]": {"abs": 0.1, "rel": 0.001},
+            },
+        },
         "run": {
             "command": ["python", "src/train.py", "--epochs", "3"],
             "env": {"ALPHA": "0.5", "SEED": "0"},
@@ -202,6 +228,7 @@ def test_defaults_filled(job_dir: Path) -> None:
     assert spec.outputs == OutputsSpec((), "all", 50_000_000)
     assert spec.limits == LimitsSpec(None)
     assert spec.record == RecordSpec(None)
+    assert spec.reproduce == ReproduceSpec((), ())
     assert expanded(spec) == {
         "cluster": {"gpus_per_node": 0, "nodes": 1, "slots_per_node": 1, "target": "local"},
         "code": {"path": None},
@@ -210,6 +237,7 @@ def test_defaults_filled(job_dir: Path) -> None:
         "limits": {"max_duration": None},
         "outputs": {"from": "all", "max_file_size": 50_000_000, "paths": []},
         "record": {"repo": None},
+        "reproduce": {"metrics": [], "tolerance": {}},
         "run": {"command": "echo hi", "env": {}, "launcher": "ssh"},
     }
 
@@ -263,6 +291,7 @@ command = ["python", "train.py"]
 def test_problems_follow_schema_order(job_dir: Path) -> None:
     doc = {
         "zzz": 1,
+        "reproduce": {"metrics": "m.json"},
         "record": {"repo": 5},
         "limits": {"max_duration": "never"},
         "outputs": {"from": "tail"},
@@ -279,6 +308,7 @@ def test_problems_follow_schema_order(job_dir: Path) -> None:
         "outputs.from",
         "limits.max_duration",
         "record.repo",
+        "reproduce.metrics",
         "zzz",
     ]
 
@@ -404,6 +434,125 @@ FIELD_CASES = [
     ("outputs", "form", "all", "outputs.form: unknown key; did you mean 'from'?"),
     ("limits", "timeout", 5, "limits.timeout: unknown key"),
     ("record", "repos", "x", "record.repos: unknown key; did you mean 'repo'?"),
+    (
+        "reproduce",
+        "metrics",
+        "metrics.json",
+        'reproduce.metrics: must be an array of strings, got string "metrics.json"',
+    ),
+    ("reproduce", "metrics", [3], "reproduce.metrics[0]: must be a string, got integer 3"),
+    ("reproduce", "metrics", ["  "], "reproduce.metrics[0]: must not be empty"),
+    (
+        "reproduce",
+        "metrics",
+        ["/out/metrics.json"],
+        'reproduce.metrics[0]: must be a relative path, got "/out/metrics.json"',
+    ),
+    (
+        "reproduce",
+        "metrics",
+        ["a/../metrics.json"],
+        "reproduce.metrics[0]: must not contain '..': \"a/../metrics.json\"",
+    ),
+    (
+        "reproduce",
+        "metrics",
+        ["metrics.json", "*.json"],
+        'reproduce.metrics[1]: must name one file, without * ? [ ]: "*.json"',
+    ),
+    ("reproduce", "metrics", ["m?.json"], "reproduce.metrics[0]: must name one file"),
+    ("reproduce", "metrics", ["m[0].json"], "reproduce.metrics[0]: must name one file"),
+    ("reproduce", "metrics", ["./"], 'reproduce.metrics[0]: must name a file, got "./"'),
+    (
+        "reproduce",
+        "metrics",
+        ["scores.csv"],
+        'reproduce.metrics[0]: "scores.csv" is not among the collected outputs (outputs.paths)',
+    ),
+    (
+        "reproduce",
+        "metrics",
+        ["metrics.json", "./metrics.json"],
+        'reproduce.metrics[1]: "metrics.json" is also listed at reproduce.metrics[0]',
+    ),
+    (
+        "reproduce",
+        "tolerance",
+        [1e-6],
+        "reproduce.tolerance: must be a table of metric = { abs = ..., rel = ... }, got array",
+    ),
+    (
+        "reproduce",
+        "tolerance",
+        {"loss": 0.1},
+        "reproduce.tolerance.loss: must be a table such as { abs = 1e-6, rel = 0.01 }, got float",
+    ),
+    ("reproduce", "tolerance", {"loss": {}}, "reproduce.tolerance.loss: empty table; give abs"),
+    (
+        "reproduce",
+        "tolerance",
+        {"loss": {"abs": 0.1, "rle": 0.1}},
+        "reproduce.tolerance.loss.rle: unknown key; did you mean 'rel'?",
+    ),
+    ("reproduce", "tolerance", {"loss": {"max": 1}}, "reproduce.tolerance.loss.max: unknown key"),
+    (
+        "reproduce",
+        "tolerance",
+        {"loss": {"abs": -0.5}},
+        "reproduce.tolerance.loss.abs: must be at least 0, got float -0.5",
+    ),
+    (
+        "reproduce",
+        "tolerance",
+        {"loss": {"rel": -1}},
+        "reproduce.tolerance.loss.rel: must be at least 0, got integer -1",
+    ),
+    (
+        "reproduce",
+        "tolerance",
+        {"loss": {"abs": True}},
+        "reproduce.tolerance.loss.abs: must be a number, got boolean true",
+    ),
+    (
+        "reproduce",
+        "tolerance",
+        {"loss": {"rel": "1%"}},
+        'reproduce.tolerance.loss.rel: must be a number, got string "1%"',
+    ),
+    (
+        "reproduce",
+        "tolerance",
+        {"loss": {"abs": math.inf}},
+        "reproduce.tolerance.loss.abs: must be a finite number, got float inf",
+    ),
+    (
+        "reproduce",
+        "tolerance",
+        {"loss": {"abs": math.nan}},
+        "reproduce.tolerance.loss.abs: must be a finite number, got float nan",
+    ),
+    (
+        "reproduce",
+        "tolerance",
+        {"loss": {"abs": 10**400}},
+        "reproduce.tolerance.loss.abs: must be a finite number, got integer 1000",
+    ),
+    ("reproduce", "tolerance", {"": {"abs": 1}}, 'reproduce.tolerance."": must not be empty'),
+    (
+        "reproduce",
+        "tolerance",
+        {"a\x00b": {"abs": 1}},
+        'reproduce.tolerance."a\\u0000b": must not contain NUL characters',
+    ),
+    (
+        "reproduce",
+        "tolerance",
+        {"eval": {"accuracy": {"rel": 0.01}}},
+        'reproduce.tolerance.eval.accuracy: unknown key; to name metric "eval.accuracy",'
+        ' quote it: "eval.accuracy" = { abs = ... }',
+    ),
+    ("reproduce", "metric", ["m.json"], "reproduce.metric: unknown key; did you mean 'metrics'?"),
+    ("reproduce", "tolerances", {}, "reproduce.tolerances: unknown key; did you mean 'tolerance'?"),
 ]
 
 
@@ -441,6 +590,8 @@ def test_aws_target_allows_more_nodes_but_is_not_available(job_dir: Path) -> Non
         ({"outputs": [1]}, ["outputs: must be a table, got array"]),
         ({"inputs": 3}, ["inputs: must be a table, got integer 3"]),
         ({"recrod": {"repo": "x"}}, ["recrod: unknown key; did you mean 'record'?"]),
+        ({"reproduce": "metrics.json"}, ['reproduce: must be a table, got string "metrics.json"']),
+        ({"reprodcue": {}}, ["reprodcue: unknown key; did you mean 'reproduce'?"]),
         ({"zzz": {}}, ["zzz: unknown key"]),
     ],
 )
@@ -497,6 +648,211 @@ def test_input_problems(tmp_path: Path, job_dir: Path) -> None:
         'inputs."./cfg.json": must be a string, got integer 3',
         "inputs.ok_1: file not found: " + str(base / "ok_1"),
         "inputs.ok_1: must be a string, got table",
+    ]
+
+
+REPRODUCE_TOML = """
+[job]
+name = "again"
+
+[cluster]
+target = "local"
+nodes = 2
+
+[run]
+command = "python train.py"
+
+[outputs]
+paths = ["metrics.json", "eval/*.json"]
+
+[reproduce]
+metrics = ["node-0/metrics.json", "./node-1//eval/scores.json"]
+
+[reproduce.tolerance]
+final_loss = { abs = 1e-6 }
+"eval.accuracy" = { rel = 0.01 }
+"losses[3]" = { abs = 0.1, rel = 0.001 }
+steps = { abs = 2, rel = 0 }
+"""
+
+
+def test_reproduce_section_as_documented(job_dir: Path) -> None:
+    spec = parse_spec(REPRODUCE_TOML, job_dir / "job.toml")
+    assert spec.reproduce == ReproduceSpec(
+        ("node-0/metrics.json", "node-1/eval/scores.json"),
+        (
+            Tolerance("eval.accuracy", 0.0, 0.01),
+            Tolerance("final_loss", 1e-6, 0.0),
+            Tolerance("losses[3]", 0.1, 0.001),
+            Tolerance("steps", 2.0, 0.0),
+        ),
+    )
+    assert all(type(t.abs) is float and type(t.rel) is float for t in spec.reproduce.tolerance)
+    assert expanded(spec)["reproduce"] == {
+        "metrics": ["node-0/metrics.json", "node-1/eval/scores.json"],
+        "tolerance": {
+            "eval.accuracy": {"abs": 0.0, "rel": 0.01},
+            "final_loss": {"abs": 1e-6, "rel": 0.0},
+            "losses[3]": {"abs": 0.1, "rel": 0.001},
+            "steps": {"abs": 2.0, "rel": 0.0},
+        },
+    }
+
+
+def test_reproduce_tolerance_for() -> None:
+    again = ReproduceSpec(
+        ("metrics.json",),
+        (Tolerance("eval.accuracy", rel=0.01), Tolerance("loss", 1e-6), Tolerance("x", 1, 2)),
+    )
+    assert again.tolerance_for("eval.accuracy") == (0.0, 0.01)
+    assert again.tolerance_for("loss") == (1e-6, 0.0)
+    assert again.tolerance_for("x") == (1, 2)
+    assert again.tolerance_for("eval") == (0.0, 0.0)
+    assert again.tolerance_for("losses[3]") == (0.0, 0.0)
+    assert ReproduceSpec().tolerance_for("loss") == (0.0, 0.0)
+    assert Tolerance("k") == Tolerance("k", 0.0, 0.0)
+
+
+def test_spec_without_reproduce_argument_gets_an_empty_one(job_dir: Path) -> None:
+    spec = parse_spec(toml_dumps(minimal_doc()), job_dir / "job.toml")
+    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(Spec)}
+    del fields["reproduce"]
+    assert Spec(**fields) == spec
+    assert Spec(**fields).reproduce == ReproduceSpec()
+    assert [f.name for f in dataclasses.fields(Spec)][-1] == "reproduce"
+
+
+def test_empty_reproduce_section(job_dir: Path) -> None:
+    doc = minimal_doc() | {"reproduce": {}}
+    spec = parse_spec(toml_dumps(doc), job_dir / "job.toml")
+    assert spec.reproduce == ReproduceSpec()
+    assert expanded(spec)["reproduce"] == {"metrics": [], "tolerance": {}}
+
+
+def test_reproduce_tolerance_numbers(job_dir: Path) -> None:
+    doc = minimal_doc()
+    doc["reproduce"] = {
+        "tolerance": {
+            "z": {"rel": 0},
+            "big": {"abs": 10**30},
+            "neg_zero": {"abs": -0.0},
+            "a b": {"abs": 0.5},
+            "λ": {"rel": 1.5},
+        }
+    }
+    spec = parse_spec(toml_dumps(doc), job_dir / "job.toml")
+    assert spec.reproduce.tolerance == (
+        Tolerance("a b", 0.5, 0.0),
+        Tolerance("big", 1e30, 0.0),
+        Tolerance("neg_zero", 0.0, 0.0),
+        Tolerance("z", 0.0, 0.0),
+        Tolerance("λ", 0.0, 1.5),
+    )
+    assert math.copysign(1.0, spec.reproduce.tolerance_for("neg_zero")[0]) == 1.0
+    assert json.dumps(expanded(spec)["reproduce"])
+
+
+@pytest.mark.parametrize(
+    ("source", "paths", "metric", "collected"),
+    [
+        ("head", ["metrics.json"], "metrics.json", True),
+        ("head", ["*.json"], "eval/metrics.json", True),
+        ("head", ["metrics.json"], "node-0/metrics.json", False),
+        ("head", ["node-*/metrics.json"], "node-0/metrics.json", True),
+        ("head", ["Metrics.json"], "metrics.json", False),
+        ("all", ["metrics.json"], "node-0/metrics.json", True),
+        ("all", ["metrics.json"], "node-12/metrics.json", True),
+        ("all", ["metrics.json"], "metrics.json", True),
+        ("all", ["eval/*.json"], "node-3/eval/a.json", True),
+        ("all", ["metrics.json"], "node-x/metrics.json", False),
+        ("all", ["metrics.json"], "node-/metrics.json", False),
+        ("all", ["metrics.json"], "a/node-0/metrics.json", False),
+        ("all", ["metrics.json"], "node-0/node-1/metrics.json", False),
+        ("all", ["*.npy"], "node-0/metrics.json", False),
+        ("all", [], "node-0/metrics.json", False),
+    ],
+)
+def test_reproduce_metrics_must_be_collected(
+    job_dir: Path, source: str, paths: list[str], metric: str, collected: bool
+) -> None:
+    doc = minimal_doc()
+    doc["outputs"] = {"paths": paths, "from": source}
+    doc["reproduce"] = {"metrics": [metric]}
+    text = toml_dumps(doc)
+    if collected:
+        assert parse_spec(text, job_dir / "job.toml").reproduce.metrics == (metric,)
+    else:
+        assert problems_of(job_dir, text) == [
+            f'reproduce.metrics[0]: "{metric}" is not among the collected outputs (outputs.paths)'
+        ]
+
+
+def test_reproduce_metrics_default_outputs_collect_nothing(job_dir: Path) -> None:
+    doc = minimal_doc() | {"reproduce": {"metrics": ["metrics.json", "node-0/m.json"]}}
+    missing = "is not among the collected outputs (outputs.paths)"
+    assert problems_of(job_dir, doc) == [
+        f'reproduce.metrics[0]: "metrics.json" {missing}',
+        f'reproduce.metrics[1]: "node-0/m.json" {missing}',
+    ]
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"paths": ["/abs.json"]},
+        {"paths": "metrics.json"},
+        {"paths": ["metrics.json"], "from": "tail"},
+        {"paths": ["metrics.json"], "pths": ["x.json"]},
+        ["metrics.json"],
+    ],
+)
+def test_reproduce_metrics_not_judged_while_outputs_have_problems(
+    job_dir: Path, outputs: Any
+) -> None:
+    doc = minimal_doc()
+    doc["outputs"] = outputs
+    doc["reproduce"] = {"metrics": ["other.json", "*.json"]}
+    problems = problems_of(job_dir, doc)
+    assert all(p.startswith("outputs") for p in problems[:-1]), problems
+    assert problems[-1].startswith("reproduce.metrics[1]: must name one file"), problems
+
+
+def test_reproduce_problems_all_reported(job_dir: Path) -> None:
+    text = """
+[job]
+name = "again"
+
+[cluster]
+target = "local"
+nodes = 1
+
+[run]
+command = "true"
+
+[outputs]
+paths = ["*.json"]
+from = "head"
+
+[reproduce]
+metrics = ["metrics.json", "model.npy", "../x.json", "metrics.json"]
+compare = "all"
+
+[reproduce.tolerance]
+eval.accuracy = { rel = 0.01 }
+loss = { abs = -1, rell = 2 }
+acc = 0.5
+"""
+    assert problems_of(job_dir, text) == [
+        'reproduce.metrics[1]: "model.npy" is not among the collected outputs (outputs.paths)',
+        "reproduce.metrics[2]: must not contain '..': \"../x.json\"",
+        'reproduce.metrics[3]: "metrics.json" is also listed at reproduce.metrics[0]',
+        'reproduce.tolerance.eval.accuracy: unknown key; to name metric "eval.accuracy",'
+        ' quote it: "eval.accuracy" = { abs = ... }',
+        "reproduce.tolerance.loss.abs: must be at least 0, got integer -1",
+        "reproduce.tolerance.loss.rell: unknown key; did you mean 'rel'?",
+        "reproduce.tolerance.acc: must be a table such as { abs = 1e-6, rel = 0.01 },"
+        " got float 0.5",
+        "reproduce.compare: unknown key",
     ]
 
 
@@ -662,6 +1018,10 @@ KEYS = sorted({k for s in SCHEMA.values() for k in s.keys} | set(SCHEMA)) + [
     "SEED",
     "",
     "a.b",
+    "abs",
+    "rel",
+    "eval.accuracy",
+    "losses[3]",
 ]
 key_strategy = st.one_of(st.sampled_from(KEYS), st.text(max_size=12))
 scalar_strategy = st.one_of(
@@ -671,6 +1031,7 @@ scalar_strategy = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20),
     st.sampled_from(["ssh", "mpi", "all", "head", ".", "..", "/", "src", "10m", "50MB", "a/../b"]),
+    st.sampled_from(["metrics.json", "node-0/metrics.json", "node-1/eval.json", "*.json"]),
     st.dates(),
     st.datetimes(),
     st.times(),
@@ -772,3 +1133,25 @@ def test_random_bytes_give_spec_or_spec_error(fuzz_dir: Path, data: bytes) -> No
             load_spec(path)
         except SpecError as error:
             assert error.problems
+
+
+finite = st.floats(min_value=0, max_value=1e300, allow_nan=False, allow_infinity=False)
+
+
+@settings(FUZZ, max_examples=100)
+@given(
+    bounds=st.dictionaries(
+        st.text(min_size=1, max_size=12).filter(lambda k: k.strip() and "\x00" not in k),
+        st.fixed_dictionaries({}, optional={"abs": finite, "rel": finite}).filter(bool),
+        max_size=6,
+    )
+)
+def test_valid_tolerances_round_trip(fuzz_dir: Path, bounds: dict[str, dict[str, float]]) -> None:
+    doc = minimal_doc() | {"reproduce": {"tolerance": bounds}}
+    again = parse_spec(toml_dumps(doc), fuzz_dir / "job.toml").reproduce
+    assert [t.key for t in again.tolerance] == sorted(bounds)
+    for key, given_bounds in bounds.items():
+        assert again.tolerance_for(key) == (
+            given_bounds.get("abs", 0.0),
+            given_bounds.get("rel", 0.0),
+        )

@@ -1,0 +1,259 @@
+"""``composer reproduce``: recreate a recorded run and say whether it matched.
+
+Before anything is created, every pin of the record is checked against what is
+available now, and the recorded job is rendered again with the current
+composer and compared byte for byte with the committed ``infra/``. Any
+difference is drift: reported by name with old and new values, and the run is
+refused unless ``--allow-drift``. The re-run applies the recorded ``infra/``
+tree, not a fresh render, and its record points back with ``reproduces``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from composer import __version__
+from composer.compare import compare_manifests, compare_metrics, tree_diff, unified
+from composer.engine import Engine, make_engine
+from composer.errors import ComposerError, ExitCode, UsageError
+from composer.lock import Lock, resolve
+from composer.record import RunsRepo
+from composer.render import dump_json, render
+from composer.result import Result, write_json
+from composer.run import Replay, Run, RunOptions
+from composer.spec import Spec, parse_spec
+
+VERDICT_EXIT = {
+    "identical": ExitCode.OK,
+    "within-tolerance": ExitCode.OK,
+    "drift": ExitCode.DRIFT,
+    "differs": ExitCode.DIFFERS,
+}
+
+
+@dataclass(frozen=True)
+class Drift:
+    kind: str
+    name: str
+    old: Any
+    new: Any
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "old": self.old, "new": self.new,
+                "detail": self.detail}
+
+    def describe(self) -> str:
+        line = f"{self.kind}: {self.name}: {self.old} -> {self.new}"
+        return f"{line}\n{self.detail}" if self.detail else line
+
+
+class DriftError(ComposerError):
+    """The record cannot be reproduced as it stands: something it pins has changed."""
+
+    exit_code = ExitCode.DRIFT
+
+    def __init__(self, run_id: str, drifts: list[Drift]) -> None:
+        self.run_id = run_id
+        self.drifts = drifts
+        kinds = ", ".join(sorted({d.kind for d in drifts}))
+        body = "\n".join(f"  {d.describe()}" for d in drifts)
+        super().__init__(
+            f"run {run_id} cannot be reproduced as recorded; drift in {kinds}:\n{body}",
+            hint="restore what changed, or pass --allow-drift to run anyway and record the drift",
+        )
+
+
+@dataclass
+class Recorded:
+    """What the original record says, read from its commit."""
+
+    run_id: str
+    root: Path
+    text: str
+    lock: dict[str, Any]
+    manifest: dict[str, Any]
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, repo: RunsRepo, run_id: str, dest: Path) -> Recorded:
+        root = repo.export(run_id, dest)
+
+        def read(name: str, default: Any) -> Any:
+            path = root / name
+            return json.loads(path.read_text()) if path.exists() else default
+
+        if not (root / "job.toml").exists() or not (root / "infra").is_dir():
+            raise UsageError(f"run {run_id} has no job.toml or infra/ in its record")
+        return cls(run_id, root, (root / "job.toml").read_text(encoding="utf-8"),
+                   read("lock.json", {}), read("outputs/manifest.json", {"files": []}),
+                   read("result.json", {}))
+
+
+def job_path(recorded: Recorded, override: Path | None) -> Path:
+    if override is not None:
+        return override.resolve()
+    path = (recorded.lock.get("job") or {}).get("path")
+    if not path or not Path(path).exists():
+        raise UsageError(
+            f"the job file of run {recorded.run_id} is not at {path or '(unrecorded)'}",
+            hint="point at the job's current location with --job PATH",
+        )
+    return Path(path)
+
+
+def _pins(lock: dict[str, Any]) -> dict[str, Any]:
+    code = lock.get("code") or {}
+    pins: dict[str, Any] = {
+        "composer.version": (lock.get("composer") or {}).get("version"),
+        "terraform.engine": (lock.get("terraform") or {}).get("engine"),
+        "terraform.version": (lock.get("terraform") or {}).get("version"),
+        "code.content_sha256": code.get("content_sha256"),
+    }
+    for name, mod in (lock.get("modules") or {}).items():
+        pins[f"modules.{name}.version"] = mod.get("version")
+        pins[f"modules.{name}.sha256"] = mod.get("sha256")
+    for dest, item in (lock.get("inputs") or {}).items():
+        pins[f"inputs.{dest}.sha256"] = item.get("sha256")
+    return pins
+
+
+KIND_OF = {"composer": "composer", "terraform": "terraform", "code": "code",
+           "modules": "module", "inputs": "input"}
+
+
+def pin_drift(old_lock: dict[str, Any], new_lock: dict[str, Any]) -> list[Drift]:
+    old, new = _pins(old_lock), _pins(new_lock)
+    drifts: list[Drift] = []
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) == new.get(name):
+            continue
+        detail = _code_files(old_lock, new_lock) if name == "code.content_sha256" else ""
+        drifts.append(Drift(KIND_OF[name.split(".")[0]], name, old.get(name), new.get(name),
+                            detail))
+    return drifts
+
+
+def _code_files(old_lock: dict[str, Any], new_lock: dict[str, Any]) -> str:
+    old = (old_lock.get("code") or {}).get("files") or {}
+    new = (new_lock.get("code") or {}).get("files") or {}
+    lines = []
+    for name in sorted(set(old) | set(new)):
+        if name not in new:
+            lines.append(f"    removed {name} (was {old[name][:12]})")
+        elif name not in old:
+            lines.append(f"    added {name} ({new[name][:12]})")
+        elif old[name] != new[name]:
+            lines.append(f"    changed {name}: {old[name][:12]} -> {new[name][:12]}")
+    return "\n".join(lines)
+
+
+def check_drift(recorded: Recorded, job: Path, engine: Engine) -> tuple[Spec, Lock, list[Drift]]:
+    """The recorded spec (resolved against ``job``'s directory), today's lock, and drift."""
+    drifts: list[Drift] = []
+    current = job.read_text(encoding="utf-8") if job.exists() else ""
+    if current != recorded.text:
+        drifts.append(Drift("spec", str(job), "recorded job.toml", "current job.toml",
+                            unified(recorded.text, current, "job.toml")))
+    spec = parse_spec(recorded.text, job)
+    lock = resolve(spec, engine.name, engine.version)
+    drifts += pin_drift(recorded.lock, json.loads(dump_json(lock.to_dict())))
+    with tempfile.TemporaryDirectory(prefix="composer-rerender-") as tmp:
+        fresh = render(spec, lock.modules, Path(tmp) / "infra")
+        changes = tree_diff(recorded.root / "infra", fresh.path)
+    if changes:
+        detail = "\n".join(
+            text if text.startswith("---") else f"{path}: {text}" for path, text in changes.items()
+        )
+        drifts.append(Drift("infra", "infra/", (recorded.lock.get("infra") or {}).get("sha256"),
+                            fresh.sha256, detail))
+    return spec, lock, drifts
+
+
+def verdict(recorded: Recorded, spec: Spec, staged: Path, result: Result,
+            drifts: list[Drift]) -> dict[str, Any]:
+    """Compare the new run's outputs and metrics with the recorded ones."""
+    new_manifest = json.loads((staged / "outputs" / "manifest.json").read_text()) \
+        if (staged / "outputs" / "manifest.json").exists() else {"files": []}
+    files = compare_manifests(recorded.manifest, new_manifest)
+    metrics = []
+    for name in spec.reproduce.metrics:
+        old_path, new_path = recorded.root / "outputs" / name, staged / "outputs" / name
+        old = json.loads(old_path.read_text()) if old_path.exists() else None
+        new = json.loads(new_path.read_text()) if new_path.exists() else None
+        metrics += compare_metrics(name, old, new, spec.reproduce.tolerance_for)
+    metric_files = set(spec.reproduce.metrics)
+    status_same = result.status == recorded.result.get("status", "succeeded")
+    if drifts:
+        name = "drift"
+    elif not files and status_same:
+        name = "identical"
+    elif (status_same and all(f.kind == "changed" and f.path in metric_files for f in files)
+          and all(m.within for m in metrics)):
+        name = "within-tolerance"
+    else:
+        name = "differs"
+    return {
+        "schema_version": 1, "verdict": name, "reproduces": recorded.run_id,
+        "run_id": result.run_id, "composer_version": __version__,
+        "status": {"old": recorded.result.get("status"), "new": result.status},
+        "drift": [d.to_dict() for d in drifts],
+        "files": [f.__dict__ for f in files],
+        "metrics": [m.__dict__ for m in metrics],
+    }
+
+
+def latest_of(repo: RunsRepo, job: str) -> str:
+    runs = [r for r in repo.list_runs() if r.job == job]
+    if not runs:
+        raise UsageError(f"no recorded run of job '{job}' in {repo.path}",
+                         hint="composer runs lists the recorded runs")
+    return runs[-1].run_id
+
+
+def reproduce(ref: str | None, opts: RunOptions, job: Path | None = None,
+              allow_drift: bool = False, latest: str | None = None,
+              engine: str | None = None) -> dict[str, Any]:
+    """Check drift, re-run from the record, and return the verdict (with exit_code)."""
+    repo = RunsRepo(opts.runs_repo)
+    run_id = latest_of(repo, latest) if latest else repo.resolve(ref or "")
+    with tempfile.TemporaryDirectory(prefix="composer-reproduce-") as tmp:
+        recorded = Recorded.load(repo, run_id, Path(tmp) / "record")
+        name = engine or (recorded.lock.get("terraform") or {}).get("engine") or "embedded"
+        tf = make_engine(name)
+        spec, _, drifts = check_drift(recorded, job_path(recorded, job), tf)
+        if drifts and not allow_drift:
+            raise DriftError(run_id, drifts)
+        found: dict[str, Any] = {}
+
+        def finalize(result: Result, staged: Path) -> None:
+            found.update(verdict(recorded, spec, staged, result, drifts))
+            write_json(staged / "reproduction.json", found)
+
+        replay = Replay(run_id, recorded.root / "infra", tuple(d.to_dict() for d in drifts),
+                        finalize)
+        outcome = Run(spec, replace(opts, engine=name), replay).execute()
+    found.setdefault("verdict", "differs")
+    code = VERDICT_EXIT[found["verdict"]]
+    if outcome.exit_code in (ExitCode.INFRA_FAILED, ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        code = ExitCode(outcome.exit_code)
+    found.update(run_id=outcome.run_id, record=outcome.record, exit_code=int(code),
+                 status=outcome.status)
+    return found
+
+
+def format_verdict(v: dict[str, Any]) -> str:
+    lines = [f"{v['verdict']}: run {v.get('run_id')} reproduces {v['reproduces']}"]
+    for d in v.get("drift", []):
+        lines.append(f"  drift {d['kind']}: {d['name']}: {d['old']} -> {d['new']}")
+    for f in v.get("files", []):
+        lines.append(f"  {f['kind']} {f['path']}: {f['old_sha256']} -> {f['new_sha256']}")
+    for m in v.get("metrics", []):
+        state = "within tolerance" if m["within"] else "outside tolerance"
+        delta = "" if m["abs_diff"] is None else f"|diff| {m['abs_diff']:.6g}, "
+        lines.append(f"  metric {m['file']}:{m['key']}: {m['old']} -> {m['new']} ({delta}{state})")
+    return "\n".join(lines)
