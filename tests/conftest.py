@@ -45,6 +45,9 @@ class Composer:
         return env
 
     def argv(self, *args: str) -> list[str]:
+        script = Path(sys.executable).parent / "composer"
+        if script.exists():
+            return [str(script), *args]
         return [sys.executable, "-m", "composer", *args]
 
     def run(
