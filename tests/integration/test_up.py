@@ -353,3 +353,35 @@ def test_missing_sshd_is_a_clear_preflight_error(composer: Composer, tmp_path: P
     assert "apt-get install openssh-server" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (composer.home / "work").exists()
+
+
+def test_kill_9_then_down_records_abandoned(composer: Composer, tmp_path: Path) -> None:
+    job = write_job(tmp_path / "killed", """
+        [job]
+        name = "killed"
+        [cluster]
+        target = "local"
+        nodes = 2
+        [run]
+        command = "echo started; sleep 120"
+    """)
+    proc = subprocess.Popen(composer.argv("up", str(job)), cwd=composer.cwd, env=composer.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        logs = list(composer.home.glob("work/*/record/logs/node-*.log"))
+        if any(p.read_text().strip() for p in logs):
+            break
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait(timeout=30)
+    run_id = next((composer.home / "work").iterdir()).name
+    assert len(sshd_processes(run_id)) == 2
+    done = composer.run("down", run_id, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["teardown"]["status"] == "destroyed"
+    assert not sshd_processes(run_id)
+    result = json.loads(read_record(composer, run_id, "result.json"))
+    assert result["status"] == "abandoned" and result["stage"] == "run"
+    assert f"run/{run_id}" in composer.git("tag", "--list")
+    assert not (composer.home / "work" / run_id).exists()
