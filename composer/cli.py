@@ -262,6 +262,34 @@ def diff(
 
 
 @app.command()
+def gc(
+    yes: Annotated[bool, typer.Option("--yes", help="destroy what is listed")] = False,
+    include_kept: Annotated[
+        bool, typer.Option("--include-kept", help="also clusters kept with --keep")
+    ] = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List runs whose process is gone but whose nodes remain; --yes removes them."""
+    from composer.gc import collect_garbage
+
+    report = _call(lambda: collect_garbage(yes, include_kept), as_json, debug)
+    if as_json:
+        _emit(report)
+        return
+    if not report:
+        print("nothing to collect")
+        return
+    for item in report:
+        outcome = f" -> {item['outcome']}" if "outcome" in item else ""
+        print(f"{item['run_id']}  job={item['job']}  stage={item['stage']}  "
+              f"process={item['process']}  nodes={item['nodes_running']}  "
+              f"{item['action']}{outcome}")
+    if not yes and any(i["action"] in ("down", "kill") for i in report):
+        print("run composer gc --yes to remove them")
+
+
+@app.command()
 def version() -> None:
     """Print composer's version."""
     print(f"composer {__version__}")

@@ -10,6 +10,7 @@ from typing import Any
 from composer.engine import make_engine
 from composer.errors import ComposerError, RunNotFound
 from composer.paths import work_root
+from composer.procs import process_alive
 from composer.record import RunsRepo
 from composer.result import now_iso, remove_tree, write_json
 from composer.run import destroy
@@ -36,21 +37,11 @@ def find_work_dir(ref: str) -> Path:
     raise RunNotFound(f"'{ref}' matches several runs: {names}", hint="give more of the id")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def down(ref: str) -> dict[str, Any]:
     """Destroy the run's nodes; commit its record as ``abandoned`` if it has none yet."""
     work = find_work_dir(ref)
     state = RunState.load(work)
-    if not state.committed and _alive(state.pid) and state.pid != os.getpid():
+    if not state.committed and process_alive(state.pid) and state.pid != os.getpid():
         raise ComposerError(
             f"run {state.run_id} is still in progress (process {state.pid})",
             hint=f"stop it with kill -TERM {state.pid}; it tears its cluster down itself",
@@ -74,7 +65,7 @@ def down(ref: str) -> dict[str, Any]:
     if state.destroyed:
         remove_tree(work)
     return {"run_id": state.run_id, "teardown": teardown, "record": record,
-            "process_alive": _alive(state.pid)}
+            "process_alive": process_alive(state.pid)}
 
 
 def _commit_abandoned(work: Path, state: RunState, teardown: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ class Interrupts:
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
+        self.signum, self._forwarded, self._child = None, False, None
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous[signum] = signal.signal(signum, self._handle)
 

@@ -14,14 +14,17 @@ import shutil
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from composer.remote import Node, Session
+from composer.secrets import Secrets
 
 PRELUDE = (
+    'if [ -f "$COMPOSER_WORK_DIR/.composer-secrets" ]; then '
+    '. "$COMPOSER_WORK_DIR/.composer-secrets"; fi && '
     'cd "$COMPOSER_WORK_DIR/code" && '
     'export COMPOSER_OUTPUT_DIR="$COMPOSER_WORK_DIR/outputs" && exec "$@"'
 )
@@ -84,7 +87,9 @@ def mpirun_argv(
 class Streams:
     """Workload output: to the terminal (prefixed) and to one log per node."""
 
-    def __init__(self, log_dir: Path, names: Sequence[str], echo: IO[str] | None) -> None:
+    def __init__(self, log_dir: Path, names: Sequence[str], echo: IO[str] | None,
+                 secrets: Secrets | None = None) -> None:
+        self.secrets = secrets or Secrets({})
         log_dir.mkdir(parents=True, exist_ok=True)
         # Held open for the whole launch; close() releases them.
         self.files = {name: open(log_dir / f"{name}.log", "ab") for name in names}  # noqa: SIM115
@@ -92,6 +97,7 @@ class Streams:
         self._lock = threading.Lock()
 
     def line(self, name: str, text: bytes, echo_prefix: str | None = None) -> None:
+        text = self.secrets.redact_bytes(text)
         with self._lock:
             self.files[name].write(text + b"\n")
             self.files[name].flush()
@@ -119,7 +125,11 @@ def run_ssh(sessions: Sequence[Session], envs: Sequence[Mapping[str, str]],
     pool = ThreadPoolExecutor(max_workers=len(sessions))
     try:
         futures = [pool.submit(one, i) for i in range(len(sessions))]
-        wait(futures)
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            error = future.exception() if future.done() else None
+            if error is not None:
+                raise error
         codes = tuple(f.result() for f in futures)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -142,7 +152,8 @@ def run_mpi(head: Session, argv: Sequence[str], env: Mapping[str, str], slots: i
         node = names[min(rank // max(slots, 1), len(names) - 1)]
         streams.line(node, match.group(4), echo_prefix=f"[rank {rank}] ")
 
-    code = head.run(f"{env_prefix(env)} {shlex.join(argv)}", on_line=on_line, timeout=timeout)
+    command = f"{env_prefix(env)} {shlex.join(workload_argv(list(argv), 'composer-mpirun'))}"
+    code = head.run(command, on_line=on_line, timeout=timeout)
     return JobResult(code, (code,), None if code == 0 else head.node.name)
 
 

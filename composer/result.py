@@ -17,6 +17,7 @@ from composer import __version__
 from composer.errors import ComposerError, ExitCode, Interrupted
 from composer.record import RunsRepo
 from composer.render import dump_json
+from composer.secrets import Secrets
 from composer.spec import Spec
 from composer.state import RunState
 
@@ -56,12 +57,14 @@ class RunOutcome:
 class Reporter:
     """Progress lines for people, also kept as the run's composer.log."""
 
-    def __init__(self, err: IO[str], log_path: Path) -> None:
+    def __init__(self, err: IO[str], log_path: Path, secrets: Secrets | None = None) -> None:
         self.err = err
+        self.secrets = secrets or Secrets({})
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def say(self, text: str) -> None:
+        text = self.secrets.redact(text)
         line = f"composer: {text}"
         self.err.write(line + "\n")
         self.err.flush()
@@ -117,8 +120,11 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def commit_record(repo: RunsRepo, result: Result, staged: Path) -> str:
+def commit_record(repo: RunsRepo, result: Result, staged: Path,
+                  secrets: Secrets | None = None) -> str:
     write_json(staged / "result.json", result.to_dict())
+    if secrets:
+        secrets.scrub_record(staged)
     repo.ensure()
     message = f"{result.job}: {result.status} ({result.run_id})"
     repo.commit_run(result.run_id, staged, message)

@@ -9,7 +9,9 @@ so ``composer down`` can finish a run whose process died.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -45,11 +47,27 @@ from composer.result import (
     status_exit_code,
     write_json,
 )
+from composer.secrets import SECRETS_FILE, Secrets
 from composer.spec import Spec
 from composer.stage import bundle, put_text, stage
 from composer.targets import get_target
 
 SSH_TIMEOUT = 60.0
+PAUSE_ENV = "COMPOSER_PAUSE_AT"
+
+
+def pause_point(work: Path, stage: str) -> None:
+    """Fault-injection hook for tests: with COMPOSER_PAUSE_AT=<stage>, write
+    ``<work>/paused-<stage>`` at the start of that stage and wait (60 s at most)
+    until the file is removed or a signal arrives."""
+    if os.environ.get(PAUSE_ENV) != stage:
+        return
+    marker = work / f"paused-{stage}"
+    marker.write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while marker.exists() and time.monotonic() < deadline and INTERRUPTS.signum is None:
+        time.sleep(0.05)
+    marker.unlink(missing_ok=True)
 VAR_FILES = ("runtime.tfvars.json",)
 
 
@@ -90,10 +108,11 @@ class Run:
 
     def execute(self) -> RunOutcome:
         self.target.preflight(self.spec.run.launcher)
+        self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.work.mkdir(parents=True)
         self.state = new_state(self.run_id, self.spec, self.opts)  # type: ignore[arg-type]
         self.state.save(self.work)
-        self.log = Reporter(self.opts.err, self.staged / "logs" / "composer.log")
+        self.log = Reporter(self.opts.err, self.staged / "logs" / "composer.log", self.secrets)
         self.tf_log = open(  # noqa: SIM115 - closed when execute() returns
             self.staged / "logs" / "terraform.log", "a", encoding="utf-8"
         )
@@ -144,6 +163,10 @@ class Run:
             write_json(self.staged / "facts.json", {"nodes": facts})
         with self.stage("stage"):
             stage(self.sessions, bundle(spec))
+            if self.secrets:
+                text = self.secrets.shell_file()
+                fan_out(lambda s: put_text(s, f"{s.node.work_dir}/{SECRETS_FILE}", text, 0o600),
+                        self.sessions)
             if spec.run.launcher == "mpi":
                 self._stage_mpi()
         with self.stage("run"):
@@ -162,6 +185,7 @@ class Run:
         self.state.stage = name
         self.state.save(self.work)
         INTERRUPTS.check()
+        pause_point(self.work, name)
         t0 = time.monotonic()
         try:
             yield
@@ -218,7 +242,8 @@ class Run:
         spec = self.spec
         names = [n.name for n in self.nodes]
         timeout = spec.limits.max_duration
-        streams = launch.Streams(self.staged / "logs", [*names, "mpirun"], self.opts.echo)
+        streams = launch.Streams(self.staged / "logs", [*names, "mpirun"], self.opts.echo,
+                                 self.secrets)
         try:
             env = self.base_env()
             if spec.run.launcher == "ssh":
@@ -229,7 +254,8 @@ class Run:
             argv = launch.mpirun_argv(
                 launch.mpirun_path(), env["COMPOSER_HOSTFILE"],
                 f"{head.work_dir}/.ssh/composer-ssh",
-                sum(n.slots for n in self.nodes), list(env), self.target.mpi_args(),
+                sum(n.slots for n in self.nodes), [*env, *self.spec.run.secret_env],
+                self.target.mpi_args(),
                 spec.run.command, as_root=self.sessions[0].user == "root",
             )
             return launch.run_mpi(self.sessions[0], argv, env, spec.cluster.slots_per_node,
@@ -281,6 +307,9 @@ class Run:
             self.log.say(f"cluster kept; remove it with: composer down {self.run_id}")
             return
         t0 = time.monotonic()
+        self.state.stage = r.stage = "destroy" if r.status == "running" else r.stage
+        self.state.save(self.work)
+        pause_point(self.work, "destroy")
         r.teardown = destroy(self.engine, self.target, self.work, self.state.parallelism,
                              self.tf_log, self.state.blocks)
         self.state.destroyed = r.teardown["status"] == "destroyed"
@@ -290,6 +319,11 @@ class Run:
 
     def _finish(self, started: float, signum: int | None) -> RunOutcome:
         r = self.result
+        if INTERRUPTS.signum is not None and r.status in ("running", "succeeded"):
+            # A signal that arrived while tearing down: teardown finished first.
+            signum = INTERRUPTS.signum
+            r.status, r.stage = "interrupted", "destroy"
+            r.error = f"interrupted by {signal.Signals(signum).name} during destroy"
         r.finished_at = now_iso()
         r.duration_s = round(time.monotonic() - started, 3)
         code = status_exit_code(r.status, signum)
@@ -301,7 +335,7 @@ class Run:
         self.log.log.flush()
         if self.replay is not None and self.replay.finalize is not None:
             self.replay.finalize(r, self.staged)
-        record = commit_record(self.repo, r, self.staged)
+        record = commit_record(self.repo, r, self.staged, self.secrets)
         self.state.committed = True
         self.state.save(self.work)
         self.log.say(f"record committed: {record} (tag run/{self.run_id})")

@@ -43,7 +43,9 @@ SCHEMA: Mapping[str, SectionSchema] = MappingProxyType(
             ("target", "nodes"),
             required=True,
         ),
-        "run": SectionSchema(("launcher", "command", "env"), ("command",), required=True),
+        "run": SectionSchema(
+            ("launcher", "command", "env", "secret_env"), ("command",), required=True
+        ),
         "code": SectionSchema(("path",)),
         "inputs": SectionSchema(open=True),
         "outputs": SectionSchema(("paths", "from", "max_file_size")),
@@ -101,6 +103,7 @@ class RunSpec:
     launcher: str
     command: tuple[str, ...] | str
     env: tuple[tuple[str, str], ...] = ()
+    secret_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -269,7 +272,8 @@ def expanded(spec: Spec) -> dict[str, Any]:
     data = {
         "job": asdict(spec.job),
         "cluster": asdict(spec.cluster),
-        "run": {"launcher": run.launcher, "command": command, "env": dict(run.env)},
+        "run": {"launcher": run.launcher, "command": command, "env": dict(run.env),
+                "secret_env": list(run.secret_env)},
         "code": {"path": None if code is None else _relative(code, spec.base_dir)},
         "inputs": [
             {"source": _relative(item.source, spec.base_dir), "dest": item.dest}
@@ -376,10 +380,39 @@ class _Checker:
         launcher = self.choice(*self.get(table, "run", "launcher"), LAUNCHERS, "ssh")
         command = self.command(*self.get(table, "run", "command"))
         env = self.env(*self.get(table, "run", "env"))
+        secrets = self.secret_names(*self.get(table, "run", "secret_env"), env or ())
         self.unknown(table, "run", SCHEMA["run"].keys)
-        if launcher is None or command is None or env is None:
+        if launcher is None or command is None or env is None or secrets is None:
             return None
-        return RunSpec(launcher, command, env)
+        return RunSpec(launcher, command, env, secrets)
+
+    def secret_names(
+        self, value: Any, path: str, env: tuple[tuple[str, str], ...]
+    ) -> tuple[str, ...] | None:
+        if value is _MISSING:
+            return ()
+        if not isinstance(value, list):
+            return self.add(path, f"must be an array of variable names, got {_describe(value)}")
+        count = len(self.problems)
+        names: list[str] = []
+        plain = {name for name, _ in env}
+        for i, raw in enumerate(value):
+            where = f"{path}[{i}]"
+            name = self.string(raw, where, nonempty=True)
+            if name is None:
+                continue
+            if not _ENV_NAME.fullmatch(name):
+                self.add(where, "invalid name; use A-Z, a-z, 0-9 and '_', not a digit first")
+            elif name.startswith("COMPOSER_"):
+                self.add(where, "names starting with COMPOSER_ are reserved")
+            elif name in plain:
+                self.add(where, f"{name} is also in run.env; a secret's value comes only "
+                                "from composer's environment")
+            elif name in names:
+                self.add(where, f"{name} is listed twice")
+            else:
+                names.append(name)
+        return tuple(sorted(names)) if len(self.problems) == count else None
 
     def command(self, value: Any, path: str) -> tuple[str, ...] | str | None:
         if value is _MISSING or isinstance(value, str):

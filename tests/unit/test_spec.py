@@ -201,6 +201,7 @@ def test_expanded_full(job_dir: Path) -> None:
         "run": {
             "command": ["python", "src/train.py", "--epochs", "3"],
             "env": {"ALPHA": "0.5", "SEED": "0"},
+            "secret_env": [],
             "launcher": "mpi",
         },
     }
@@ -238,7 +239,7 @@ def test_defaults_filled(job_dir: Path) -> None:
         "outputs": {"from": "all", "max_file_size": 50_000_000, "paths": []},
         "record": {"repo": None},
         "reproduce": {"metrics": [], "tolerance": {}},
-        "run": {"command": "echo hi", "env": {}, "launcher": "ssh"},
+        "run": {"command": "echo hi", "env": {}, "launcher": "ssh", "secret_env": []},
     }
 
 

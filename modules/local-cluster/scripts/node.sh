@@ -18,6 +18,8 @@ stop_node() {
   if [ -f "$pidfile" ]; then
     pid=$(cat "$pidfile")
     if alive "$pid" && grep -q "$NODE_DIR/sshd_config" "/proc/$pid/cmdline" 2>/dev/null; then
+      # Open sessions first, so every connection to the node drops with it.
+      pkill -KILL -P "$pid" 2>/dev/null || true
       kill -TERM "$pid" 2>/dev/null || true
       i=0
       while alive "$pid" && [ "$i" -lt 100 ]; do

@@ -1,0 +1,77 @@
+"""``composer gc``: find and remove what runs whose process died left behind.
+
+A run qualifies when its composer process is gone but its work dir says the
+cluster was never destroyed, or nodes tagged with its run id (sshd processes
+whose config lies in its work dir) still run. A run whose process is alive is
+never touched; a kept cluster only with ``--include-kept``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from composer.down import down
+from composer.paths import work_root
+from composer.procs import node_processes, process_alive
+from composer.state import RunState
+
+
+@dataclass(frozen=True)
+class Leftover:
+    run_id: str
+    job: str | None
+    stage: str | None
+    pid: int | None
+    process: str
+    nodes_running: int
+    kept: bool
+    action: str
+
+
+def scan(include_kept: bool = False) -> list[Leftover]:
+    root = work_root()
+    found: list[Leftover] = []
+    if not root.is_dir():
+        return found
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        nodes = len(node_processes(run_dir))
+        try:
+            state: RunState | None = RunState.load(run_dir)
+        except (OSError, ValueError, TypeError):
+            state = None
+        if state is None:
+            if nodes:
+                found.append(Leftover(run_dir.name, None, None, None, "unknown", nodes, False,
+                                      "kill"))
+            continue
+        alive = process_alive(state.pid) and state.pid != os.getpid()
+        pending = (state.applied and not state.destroyed) or not state.committed or nodes
+        if not pending:
+            continue
+        if alive:
+            action = "skip (running)"
+        elif state.keep and state.committed and not include_kept:
+            action = "skip (kept)"
+        else:
+            action = "down"
+        found.append(Leftover(state.run_id, state.job, state.stage, state.pid,
+                              "alive" if alive else "gone", nodes, state.keep, action))
+    return found
+
+
+def collect_garbage(yes: bool, include_kept: bool = False) -> list[dict[str, Any]]:
+    """List leftovers; with ``yes`` also remove them. Returns one dict per run."""
+    report = []
+    for item in scan(include_kept):
+        entry = asdict(item)
+        if yes and item.action == "down":
+            entry["outcome"] = down(item.run_id)["teardown"]["status"]
+        elif yes and item.action == "kill":
+            for pid in node_processes(work_root() / item.run_id):
+                os.kill(pid, signal.SIGKILL)
+            entry["outcome"] = "killed"
+        report.append(entry)
+    return report

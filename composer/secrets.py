@@ -1,0 +1,90 @@
+"""Secret values of a run: passed to the workload, kept out of logs and records.
+
+``[run] secret_env`` names variables whose values come from composer's own
+environment. They reach the nodes in a 0600 file in each node's work dir (never
+on a command line), every log line is redacted as it is written, and before a
+record is committed every file in it is checked: logs are redacted, an output
+that holds a secret is withheld (listed in the manifest, not committed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+
+from composer.errors import PreflightError
+
+MASK = "***"
+SECRETS_FILE = ".composer-secrets"
+
+
+class Secrets:
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = dict(values)
+        self._needles = sorted({v.encode() for v in values.values() if v}, key=len, reverse=True)
+
+    @classmethod
+    def from_environ(cls, names: Iterable[str]) -> Secrets:
+        names = list(names)
+        missing = [n for n in names if n not in os.environ]
+        if missing:
+            raise PreflightError(
+                f"run.secret_env: {', '.join(missing)} not set in composer's environment",
+                hint="export the variable before composer up; its value is never recorded",
+            )
+        return cls({n: os.environ[n] for n in names})
+
+    def __bool__(self) -> bool:
+        return bool(self._needles)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        for needle in self._needles:
+            data = data.replace(needle, MASK.encode())
+        return data
+
+    def redact(self, text: str) -> str:
+        return self.redact_bytes(text.encode("utf-8", "surrogateescape")).decode(
+            "utf-8", "surrogateescape"
+        )
+
+    def contains(self, data: bytes) -> bool:
+        return any(needle in data for needle in self._needles)
+
+    def shell_file(self) -> str:
+        """The node-side file the workload prelude sources."""
+        return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(self.values.items()))
+
+    def scrub_record(self, staged: Path) -> list[str]:
+        """Redact logs, withhold outputs holding a secret; return what was touched."""
+        touched: list[str] = []
+        if not self:
+            return touched
+        withheld: set[str] = set()
+        for path in sorted(p for p in staged.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            if not self.contains(data):
+                continue
+            rel = path.relative_to(staged).as_posix()
+            touched.append(rel)
+            if rel.startswith("outputs/") and rel != "outputs/manifest.json":
+                path.unlink()
+                withheld.add(rel.removeprefix("outputs/"))
+            else:
+                path.write_bytes(self.redact_bytes(data))
+        if withheld:
+            _mark_withheld(staged / "outputs" / "manifest.json", withheld)
+        return touched
+
+
+def _mark_withheld(manifest_path: Path, withheld: set[str]) -> None:
+    if not manifest_path.exists():
+        return
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest.get("files", []):
+        if entry.get("path") in withheld:
+            entry["committed"] = False
+            entry["withheld"] = "contains a secret value"
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
