@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv sshd train clean
+.PHONY: demo test lint bench venv sshd train clean
 
 demo: venv sshd
 	$(BIN)/composer up examples/hello-mpi/job.toml
@@ -18,8 +18,11 @@ train: venv sshd
 test: venv sshd lint
 	$(BIN)/python -m pytest
 
+bench: venv sshd
+	$(BIN)/python -m bench
+
 lint: venv
-	$(BIN)/ruff check composer tests examples
+	$(BIN)/ruff check composer tests examples bench
 
 venv: $(STAMP)
 
