@@ -3,7 +3,9 @@
 ``lock.json`` in a record names the composer and Terraform versions, each
 vendored module's version and hash, the shipped code (git commit and tree when
 it is in git, always a content hash), every input's sha256 and the target's
-resolved values. ``reproduce`` checks these pins before it spends anything.
+resolved values, and for a containerized workload the image's digest in the
+runtime's local store (with the reference the run uses). ``reproduce`` checks
+these pins before it spends anything.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer import __version__
+from composer import __version__, containers
 from composer.hashing import file_sha256, tree_files, tree_sha256
 from composer.modules import ModulePin, pins_for_target
 from composer.spec import Spec
@@ -48,9 +50,10 @@ class Lock:
     target: dict[str, Any] = field(default_factory=dict)
     infra_sha256: str | None = None
     job_path: str | None = None
+    container: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "schema_version": LOCK_SCHEMA_VERSION,
             "composer": {"version": self.composer},
             "terraform": {"engine": self.engine, "version": self.terraform},
@@ -61,6 +64,9 @@ class Lock:
             "target": self.target,
             "job": {"path": self.job_path},
         }
+        if self.container is not None:
+            data["container"] = self.container
+        return data
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -121,7 +127,17 @@ def pin_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
     }
 
 
-def resolve(spec: Spec, engine: str, terraform_version: str) -> Lock:
+def pin_container(spec: Spec) -> dict[str, Any] | None:
+    """The image pinned by digest (``PreflightError`` when the runtime or image is missing)."""
+    box = spec.container
+    if not box.enabled or box.image is None:
+        return None
+    return containers.pin_image(box.runtime, box.image)
+
+
+def resolve(spec: Spec, engine: str, terraform_version: str,
+            container: dict[str, Any] | None = None) -> Lock:
+    """Every pin of ``spec``; ``container`` is an image pin already taken (else taken here)."""
     return Lock(
         composer=__version__,
         engine=engine,
@@ -131,4 +147,5 @@ def resolve(spec: Spec, engine: str, terraform_version: str) -> Lock:
         inputs=pin_inputs(spec),
         target={"name": spec.cluster.target, "resolved": {}},
         job_path=str(spec.source),
+        container=container if container is not None else pin_container(spec),
     )

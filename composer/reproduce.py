@@ -119,11 +119,16 @@ def _pins(lock: dict[str, Any]) -> dict[str, Any]:
         pins[f"modules.{name}.sha256"] = mod.get("sha256")
     for dest, item in (lock.get("inputs") or {}).items():
         pins[f"inputs.{dest}.sha256"] = item.get("sha256")
+    box = lock.get("container")
+    if box:
+        pins["container.runtime"] = box.get("runtime")
+        pins["container.image"] = box.get("image")
+        pins["container.digest"] = box.get("digest")
     return pins
 
 
 KIND_OF = {"composer": "composer", "terraform": "terraform", "code": "code",
-           "modules": "module", "inputs": "input"}
+           "modules": "module", "inputs": "input", "container": "image"}
 
 
 def pin_drift(old_lock: dict[str, Any], new_lock: dict[str, Any]) -> list[Drift]:

@@ -21,15 +21,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from composer import containers, launch
 from composer import facts as node_facts
-from composer import launch
 from composer.collect import collect, manifest
 from composer.engine import make_engine
 from composer.errors import ComposerError, ExitCode, Interrupted
 from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
-from composer.lock import resolve
-from composer.paths import work_dir
+from composer.lock import pin_container, resolve
+from composer.paths import composer_home, work_dir
 from composer.record import RunsRepo
 from composer.remote import Node, Session, fan_out, wait_for_ssh
 from composer.render import Infra, render
@@ -103,11 +103,14 @@ class Run:
         self.sessions: list[Session] = []
         self.nodes: list[Node] = []
         self.job: launch.JobResult | None = None
+        self.image: dict[str, Any] | None = None
+        self.container_options: containers.RuntimeOptions | None = None
 
     # -- the run -------------------------------------------------------------
 
     def execute(self) -> RunOutcome:
         self.target.preflight(self.spec.run.launcher)
+        self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.work.mkdir(parents=True)
         self.state = new_state(self.run_id, self.spec, self.opts)  # type: ignore[arg-type]
@@ -123,6 +126,11 @@ class Run:
             self.result.reproduces = self.replay.reproduces
             self.result.drift = list(self.replay.drift)
         self.log.say(f"run {self.run_id} ({spec_summary(self.spec)})")
+        if self.image is not None and self.container_options is not None:
+            opts = self.container_options.to_dict()
+            self.log.say(f"container: {self.image['runtime']} {self.image['ref']} "
+                         f"(oci runtime {opts['oci_runtime'] or 'default'}, "
+                         f"ulimits {opts['ulimits'] or 'default'})")
         INTERRUPTS.install()
         started = time.monotonic()
         signum: int | None = None
@@ -141,6 +149,32 @@ class Run:
             INTERRUPTS.restore()
             self.tf_log.close()
             self.log.close()
+
+    def _preflight_container(self) -> None:
+        """Pin the image and find what the engine needs, before anything is created."""
+        box = self.spec.container
+        if not box.enabled:
+            return
+        self.image = pin_container(self.spec)
+        assert self.image is not None
+        self.container_options = containers.probe(
+            box.runtime, self.image["ref"], composer_home() / "container-probe.json"
+        )
+
+    def container_run(self, env: dict[str, str], mpi: bool) -> containers.ContainerRun:
+        """How the workload starts in the pinned image: which variables go in, by name."""
+        assert self.image is not None and self.container_options is not None
+        box = self.spec.container
+        host_only = {"PATH", "VIRTUAL_ENV"}
+        names = {n for n in env if n not in host_only}
+        names |= {"COMPOSER_NODE_RANK", "COMPOSER_OUTPUT_DIR", "COMPOSER_WORK_DIR"}
+        names |= set(self.spec.run.secret_env)
+        return containers.ContainerRun(
+            runtime=box.runtime, ref=self.image["ref"], env=tuple(sorted(names)),
+            mounts=tuple(containers.Mount(m.host, m.container, m.read_only) for m in box.mounts),
+            gpus=box.gpus and containers.gpus_present(), mpi=mpi,
+            options=self.container_options, labels=(("composer.run", self.run_id),),
+        )
 
     def _stages(self) -> None:
         spec = self.spec
@@ -195,7 +229,7 @@ class Run:
 
     def _render(self) -> None:
         spec = self.spec
-        lock = resolve(spec, self.engine.name, self.engine.version)
+        lock = resolve(spec, self.engine.name, self.engine.version, self.image)
         if self.replay is None:
             infra = render(spec, lock.modules, self.staged / "infra")
         else:
@@ -246,17 +280,22 @@ class Run:
                                  self.secrets)
         try:
             env = self.base_env()
+            command = spec.run.command
             if spec.run.launcher == "ssh":
+                if spec.container.enabled:
+                    command = containers.wrap(self.container_run(env, mpi=False), command)
                 envs = [{**env, "COMPOSER_NODE_RANK": str(n.rank)} for n in self.nodes]
-                return launch.run_ssh(self.sessions, envs, spec.run.command, streams, timeout)
+                return launch.run_ssh(self.sessions, envs, command, streams, timeout)
             head = self.nodes[0]
             env["COMPOSER_HOSTFILE"] = f"{head.work_dir}/hostfile"
+            if spec.container.enabled:
+                command = containers.wrap(self.container_run(env, mpi=True), command)
             argv = launch.mpirun_argv(
                 launch.mpirun_path(), env["COMPOSER_HOSTFILE"],
                 f"{head.work_dir}/.ssh/composer-ssh",
                 sum(n.slots for n in self.nodes), [*env, *self.spec.run.secret_env],
                 self.target.mpi_args(),
-                spec.run.command, as_root=self.sessions[0].user == "root",
+                command, as_root=self.sessions[0].user == "root",
             )
             return launch.run_mpi(self.sessions[0], argv, env, spec.cluster.slots_per_node,
                                   names, streams, timeout)

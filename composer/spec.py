@@ -46,6 +46,7 @@ SCHEMA: Mapping[str, SectionSchema] = MappingProxyType(
         "run": SectionSchema(
             ("launcher", "command", "env", "secret_env"), ("command",), required=True
         ),
+        "container": SectionSchema(("image", "runtime", "mounts", "gpus")),
         "code": SectionSchema(("path",)),
         "inputs": SectionSchema(open=True),
         "outputs": SectionSchema(("paths", "from", "max_file_size")),
@@ -59,6 +60,8 @@ TARGETS = ("local", "aws", "gcp")
 AVAILABLE_TARGETS = ("local",)
 MAX_NODES: Mapping[str, int] = MappingProxyType({"local": 256, "aws": 1000, "gcp": 1000})
 LAUNCHERS = ("ssh", "mpi")
+CONTAINER_RUNTIMES = ("podman", "docker", "apptainer", "none")
+MOUNT_MODES = ("ro", "rw")
 OUTPUT_SOURCES = ("all", "head")
 DEFAULT_MAX_FILE_SIZE = 50_000_000
 LARGEST_FILE_SIZE = 10**12
@@ -104,6 +107,32 @@ class RunSpec:
     command: tuple[str, ...] | str
     env: tuple[tuple[str, str], ...] = ()
     secret_env: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """``host:container[:ro]``: a host directory or file, mounted at an absolute path."""
+
+    host: str
+    container: str
+    read_only: bool = False
+
+    def text(self) -> str:
+        return f"{self.host}:{self.container}" + (":ro" if self.read_only else "")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Run the workload in ``image`` with ``runtime``; ``runtime = "none"`` runs on the host."""
+
+    runtime: str = "none"
+    image: str | None = None
+    mounts: tuple[MountSpec, ...] = ()
+    gpus: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.runtime != "none"
 
 
 @dataclass(frozen=True)
@@ -176,6 +205,7 @@ class Spec:
     base_dir: Path
     text: str
     reproduce: ReproduceSpec = field(default_factory=ReproduceSpec)
+    container: ContainerSpec = field(default_factory=ContainerSpec)
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -286,6 +316,12 @@ def expanded(spec: Spec) -> dict[str, Any]:
         },
         "limits": asdict(spec.limits),
         "record": asdict(spec.record),
+        "container": {
+            "runtime": spec.container.runtime,
+            "image": spec.container.image,
+            "mounts": [m.text() for m in spec.container.mounts],
+            "gpus": spec.container.gpus,
+        },
         "reproduce": {
             "metrics": list(again.metrics),
             "tolerance": {t.key: {"abs": t.abs, "rel": t.rel} for t in again.tolerance},
@@ -308,6 +344,7 @@ class _Checker:
         job = self.job(self.section(data, "job"))
         cluster = self.cluster(self.section(data, "cluster"))
         run = self.run(self.section(data, "run"))
+        container = self.container(self.section(data, "container"))
         code = self.code(self.section(data, "code"))
         inputs = self.inputs(self.section(data, "inputs"))
         count = len(self.problems)
@@ -320,7 +357,8 @@ class _Checker:
         if self.problems or job is None or cluster is None or run is None:
             return None
         parts = (job, cluster, run, code, inputs, outputs, limits, record)
-        return Spec(*parts, source=source, base_dir=self.base_dir, text=text, reproduce=reproduce)
+        return Spec(*parts, source=source, base_dir=self.base_dir, text=text, reproduce=reproduce,
+                    container=container)
 
     def section(self, data: _Table, name: str) -> _Table | None:
         if name not in data:
@@ -445,6 +483,67 @@ class _Checker:
             elif (text := self.string(raw, where)) is not None:
                 pairs.append((name, text))
         return tuple(sorted(pairs)) if len(self.problems) == count else None
+
+    def container(self, table: _Table | None) -> ContainerSpec:
+        if table is None:
+            return ContainerSpec()
+        runtime_value, runtime_path = self.get(table, "container", "runtime")
+        runtime = self.choice(runtime_value, runtime_path, CONTAINER_RUNTIMES, "none")
+        image_value, image_path = self.get(table, "container", "image")
+        image = self.string(image_value, image_path, nonempty=True)
+        if image is not None and (image != image.strip() or any(c.isspace() for c in image)):
+            image = self.add(image_path, f"must not contain spaces, got {_quote(image)}")
+        if runtime is not None and runtime != "none" and image_value is _MISSING:
+            self.add(image_path, f'required with runtime = "{runtime}"')
+        if runtime == "none" and image is not None:
+            engines = ", ".join(f"'{r}'" for r in CONTAINER_RUNTIMES if r != "none")
+            self.add(runtime_path, f"is 'none' (the default), so container.image would not be "
+                                   f"used; choose one of {engines}")
+        mounts = self.mounts(*self.get(table, "container", "mounts"))
+        gpus_value, gpus_path = self.get(table, "container", "gpus")
+        gpus = False
+        if gpus_value is not _MISSING and not isinstance(gpus_value, bool):
+            self.add(gpus_path, f"must be a boolean (true or false), got {_describe(gpus_value)}")
+        elif gpus_value is not _MISSING:
+            gpus = gpus_value
+        self.unknown(table, "container", SCHEMA["container"].keys)
+        return ContainerSpec(runtime or "none", image, mounts, gpus)
+
+    def mounts(self, value: Any, path: str) -> tuple[MountSpec, ...]:
+        if value is _MISSING:
+            return ()
+        if not isinstance(value, list):
+            expected = 'must be an array of "host:container[:ro]" strings'
+            self.add(path, f"{expected}, got {_describe(value)}")
+            return ()
+        mounts: list[MountSpec] = []
+        targets: dict[str, str] = {}
+        for i, item in enumerate(value):
+            where = f"{path}[{i}]"
+            text = self.string(item, where, nonempty=True)
+            if text is None:
+                continue
+            parts = text.split(":")
+            if len(parts) not in (2, 3) or not all(parts[:2]):
+                self.add(where, f'must be "host:container" or "host:container:ro", '
+                                f"got {_quote(text)}")
+                continue
+            if len(parts) == 3 and parts[2] not in MOUNT_MODES:
+                self.add(where, f"mode must be 'ro' or 'rw', got {_quote(parts[2])}"
+                                + _suggest(parts[2], MOUNT_MODES))
+                continue
+            host, inside = parts[0], parts[1]
+            if not host.startswith("/") or not inside.startswith("/"):
+                self.add(where, f"both paths must be absolute, got {_quote(text)}")
+                continue
+            inside = "/" + "/".join(p for p in inside.split("/") if p not in ("", "."))
+            if inside in targets:
+                self.add(where, f"container path {_quote(inside)} is also mounted by "
+                                f"{targets[inside]}")
+                continue
+            targets[inside] = where
+            mounts.append(MountSpec(host, inside, len(parts) == 3 and parts[2] == "ro"))
+        return tuple(mounts)
 
     def code(self, table: _Table | None) -> CodeSpec:
         if table is None:

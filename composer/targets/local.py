@@ -177,7 +177,25 @@ class LocalTarget:
             subprocess.run(["sh", str(script), "stop"], env=env, check=False, timeout=60,
                            capture_output=True)
             swept.append(node.name)
+        swept += sweep_containers(work_dir.name)
         return swept
+
+
+def sweep_containers(run_id: str) -> list[str]:
+    """Remove podman containers a run's workload left (labelled ``composer.run=<id>``)."""
+    if shutil.which("podman") is None:
+        return []
+    try:
+        found = subprocess.run(
+            ["podman", "ps", "-aq", "--filter", f"label=composer.run={run_id}"],
+            capture_output=True, text=True, check=False, timeout=60,
+        ).stdout.split()
+        if found:
+            subprocess.run(["podman", "rm", "-f", *found], capture_output=True, check=False,
+                           timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [f"container-{cid[:12]}" for cid in found]
 
 
 def session_env() -> dict[str, str]:

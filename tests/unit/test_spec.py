@@ -182,6 +182,7 @@ def test_expanded_full(job_dir: Path) -> None:
     assert data == {
         "cluster": {"gpus_per_node": 1, "nodes": 4, "slots_per_node": 2, "target": "local"},
         "code": {"path": "src"},
+        "container": {"gpus": False, "image": None, "mounts": [], "runtime": "none"},
         "inputs": [
             {"dest": "data/train.csv", "source": "data/train.csv"},
             {"dest": "extra/cfg.json", "source": "cfg.json"},
@@ -233,6 +234,7 @@ def test_defaults_filled(job_dir: Path) -> None:
     assert expanded(spec) == {
         "cluster": {"gpus_per_node": 0, "nodes": 1, "slots_per_node": 1, "target": "local"},
         "code": {"path": None},
+        "container": {"gpus": False, "image": None, "mounts": [], "runtime": "none"},
         "inputs": [],
         "job": {"description": "", "name": "tiny"},
         "limits": {"max_duration": None},
@@ -720,7 +722,8 @@ def test_spec_without_reproduce_argument_gets_an_empty_one(job_dir: Path) -> Non
     del fields["reproduce"]
     assert Spec(**fields) == spec
     assert Spec(**fields).reproduce == ReproduceSpec()
-    assert [f.name for f in dataclasses.fields(Spec)][-1] == "reproduce"
+    # Fields added later come last, with defaults, so positional callers keep working.
+    assert [f.name for f in dataclasses.fields(Spec)][-2:] == ["reproduce", "container"]
 
 
 def test_empty_reproduce_section(job_dir: Path) -> None:
@@ -1156,3 +1159,71 @@ def test_valid_tolerances_round_trip(fuzz_dir: Path, bounds: dict[str, dict[str,
             given_bounds.get("abs", 0.0),
             given_bounds.get("rel", 0.0),
         )
+
+
+# -- [container] ----------------------------------------------------------------
+
+
+def test_container_section_parsed_and_expanded(job_dir: Path) -> None:
+    doc = minimal_doc() | {"container": {
+        "runtime": "podman", "image": "localhost/x:latest", "gpus": True,
+        "mounts": ["/data:/data:ro", "/scratch:/mnt//s/"],
+    }}
+    spec = parse_spec(toml_dumps(doc), job_dir / "job.toml")
+    box = spec.container
+    assert box.enabled and box.runtime == "podman" and box.image == "localhost/x:latest"
+    assert box.gpus is True
+    assert [m.text() for m in box.mounts] == ["/data:/data:ro", "/scratch:/mnt/s"]
+    assert expanded(spec)["container"] == {
+        "gpus": True, "image": "localhost/x:latest",
+        "mounts": ["/data:/data:ro", "/scratch:/mnt/s"], "runtime": "podman",
+    }
+
+
+def test_container_defaults_to_none(job_dir: Path) -> None:
+    spec = parse_spec(toml_dumps(minimal_doc() | {"container": {}}), job_dir / "job.toml")
+    assert not spec.container.enabled and spec.container.image is None
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ({"runtime": "podmn", "image": "x"},
+         "container.runtime: must be one of 'podman', 'docker', 'apptainer', 'none', "
+         "got \"podmn\"; did you mean 'podman'?"),
+        ({"runtime": "podman"}, "container.image: required with runtime = \"podman\""),
+        ({"image": "x"}, "container.runtime: is 'none' (the default), so container.image would "
+                         "not be used; choose one of 'podman', 'docker', 'apptainer'"),
+        ({"runtime": "docker", "image": ""}, "container.image: must not be empty"),
+        ({"runtime": "docker", "image": "a b"}, "container.image: must not contain spaces"),
+        ({"runtime": "docker", "image": "x", "gpus": "yes"},
+         "container.gpus: must be a boolean (true or false), got string \"yes\""),
+        ({"runtime": "docker", "image": "x", "mounts": "/a:/b"},
+         'container.mounts: must be an array of "host:container[:ro]" strings'),
+        ({"runtime": "docker", "image": "x", "mounts": ["/a"]},
+         'container.mounts[0]: must be "host:container" or "host:container:ro"'),
+        ({"runtime": "docker", "image": "x", "mounts": ["/a:/b:rox"]},
+         "container.mounts[0]: mode must be 'ro' or 'rw', got \"rox\"; did you mean 'ro'?"),
+        ({"runtime": "docker", "image": "x", "mounts": ["a:/b"]},
+         "container.mounts[0]: both paths must be absolute"),
+        ({"runtime": "docker", "image": "x", "mounts": ["/a:/b", "/c:/b/"]},
+         "container.mounts[1]: container path \"/b\" is also mounted by container.mounts[0]"),
+        ({"runtime": "docker", "image": "x", "imag": "y"},
+         "container.imag: unknown key; did you mean 'image'?"),
+    ],
+)
+def test_container_problems(job_dir: Path, table: dict, expected: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(toml_dumps(minimal_doc() | {"container": table}), job_dir / "job.toml")
+    lines = [str(p) for p in info.value.problems]
+    assert any(line.startswith(expected) for line in lines), lines
+
+
+def test_container_problems_come_after_run(job_dir: Path) -> None:
+    doc = minimal_doc() | {"container": {"runtime": "x"}}
+    doc["run"] = {"command": "x", "launcher": "sssh"}
+    doc["code"] = {"path": "missing"}
+    with pytest.raises(SpecError) as info:
+        parse_spec(toml_dumps(doc), job_dir / "job.toml")
+    paths = [p.path for p in info.value.problems]
+    assert paths.index("run.launcher") < paths.index("container.runtime") < paths.index("code.path")
