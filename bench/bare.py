@@ -270,7 +270,9 @@ class BareCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _sweep(self) -> None:
+        """End what the nodes' sessions left: SIGTERM first, so shells run their exit traps."""
         marks = {f"COMPOSER_NODE_DIR={n.directory}".encode() for n in self.nodes}
+        pids: list[int] = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit() or int(proc.name) == os.getpid():
                 continue
@@ -279,8 +281,15 @@ class BareCluster:
             except OSError:
                 continue
             if entries & marks:
+                pids.append(int(proc.name))
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = [p for p in pids if _alive(p)]
+            for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(int(proc.name), signal.SIGKILL)
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def __enter__(self) -> BareCluster:
         return self

@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 WRITE_CHUNK = 1 << 20
 READ_CHUNK = 1 << 20
+EXEC_PROBES = 10
 
 
 def random_file(path: Path, size: int) -> str:
@@ -93,8 +94,10 @@ def hashing_pairs(root: Path, size: int, reps: int) -> list[tuple[float, float]]
         path.unlink(missing_ok=True)
 
 
-def collect_pairs(root: Path, size: int, reps: int, port: int) -> list[tuple[float, float]]:
-    """(composer collect seconds, scp seconds) per repetition, for one ``size`` file."""
+def collect_pairs(root: Path, size: int, reps: int,
+                  port: int) -> tuple[list[tuple[float, float]], list[float]]:
+    """(composer collect seconds, scp seconds) per repetition, for one ``size`` file; and
+    the seconds of single ``true`` commands over the same session, login shell included."""
     cluster = BareCluster(root / "collect-node", pick_addresses(1, port), port)
     with cluster:
         cluster.create()
@@ -114,7 +117,8 @@ def collect_pairs(root: Path, size: int, reps: int, port: int) -> list[tuple[flo
                 a = first(root, session, cluster, source, expected)
                 b = second(root, session, cluster, source, expected)
                 pairs.append((a, b) if first is _collect_once else (b, a))
-            return pairs
+            execs = [timed(lambda: session.run("true"))[0] for _ in range(EXEC_PROBES)]
+            return pairs, execs
         finally:
             session.close()
 

@@ -82,6 +82,22 @@ def diagnostics_of(stdout: str, stderr: str) -> list[str]:
     return found
 
 
+def outputs_of(stdout: str) -> dict[str, Any] | None:
+    """Output values from the "outputs" message that ``apply -json`` ends with."""
+    found = None
+    for line in stdout.splitlines():
+        if '"type":"outputs"' not in line.replace(" ", ""):
+            continue
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        values = msg.get("outputs") or {}
+        if all("value" in v for v in values.values()):
+            found = {name: v["value"] for name, v in values.items()}
+    return found
+
+
 def cli_config() -> Path:
     """A generated CLI config: no checkpoint calls, no warning about ~/.terraformrc."""
     path = composer_home() / "terraform.rc"

@@ -24,7 +24,7 @@ from typing import IO, Any
 from composer import containers, launch
 from composer import facts as node_facts
 from composer.collect import collect, manifest
-from composer.engine import make_engine
+from composer.engine import make_engine, outputs_of
 from composer.errors import ComposerError, ExitCode, Interrupted
 from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
@@ -185,8 +185,9 @@ class Run:
         self.state.applied = True
         self.state.save(self.work)
         with self.stage("apply"):
-            self.engine.apply(self.tf_dir, VAR_FILES, self.state.parallelism, self.tf_log)
-            outputs = self.engine.outputs(self.tf_dir)
+            applied = self.engine.apply(self.tf_dir, VAR_FILES, self.state.parallelism,
+                                        self.tf_log)
+            outputs = outputs_of(applied.stdout) or self.engine.outputs(self.tf_dir)
             self.nodes = [Node.from_output(n) for n in outputs["nodes"]]
             write_json(self.work / "inventory.json", outputs["nodes"])
         with self.stage("wait_for_ssh"):
@@ -264,7 +265,8 @@ class Run:
         work = head.node.work_dir
         key = (self.work / "keys" / "client").read_text()
         known = "".join(n.known_hosts_line + "\n" for n in self.nodes)
-        head.check(f"mkdir -p -m 700 {work}/.ssh")
+        if ".ssh" not in head.sftp.listdir(work):
+            head.sftp.mkdir(f"{work}/.ssh", 0o700)
         put_text(head, f"{work}/.ssh/id_ed25519", key, 0o600)
         put_text(head, f"{work}/.ssh/known_hosts", known)
         put_text(head, f"{work}/.ssh/composer-ssh",

@@ -18,8 +18,16 @@ stop_node() {
   if [ -f "$pidfile" ]; then
     pid=$(cat "$pidfile")
     if alive "$pid" && grep -q "$NODE_DIR/sshd_config" "/proc/$pid/cmdline" 2>/dev/null; then
-      # Open sessions first, so every connection to the node drops with it.
-      pkill -KILL -P "$pid" 2>/dev/null || true
+      # Open sessions first, so every connection to the node drops with it:
+      # a moment to exit cleanly, then killed.
+      if pkill -TERM -P "$pid" 2>/dev/null; then
+        i=0
+        while pgrep -P "$pid" >/dev/null 2>&1 && [ "$i" -lt 10 ]; do
+          sleep 0.05
+          i=$((i + 1))
+        done
+        pkill -KILL -P "$pid" 2>/dev/null || true
+      fi
       kill -TERM "$pid" 2>/dev/null || true
       i=0
       while alive "$pid" && [ "$i" -lt 100 ]; do
