@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -87,13 +86,10 @@ def keypair(path: Path, comment: str) -> str:
 
 
 def session_env() -> dict[str, str]:
-    """PATH with this interpreter's bin directory first, and its virtualenv."""
-    bindir = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "/usr/bin:/bin")
-    env = {"PATH": f"{bindir}:{path}" if bindir not in path.split(":") else path}
-    if sys.prefix != sys.base_prefix:
-        env["VIRTUAL_ENV"] = sys.prefix
-    return env
+    """The same session environment composer's local nodes get."""
+    from composer.targets.local import session_env as node_session_env
+
+    return node_session_env()
 
 
 def _alive(pid: int) -> bool:

@@ -203,6 +203,7 @@ def _communicate(proc: subprocess.Popen[bytes], log: IO[str] | None) -> tuple[st
         out_lines.append(line)
         if log:
             log.write(line)
+            log.flush()
     proc.wait()
     reader.join()
     stderr = b"".join(err_chunks).decode("utf-8", "replace")

@@ -28,6 +28,7 @@ PRELUDE = (
     'cd "$COMPOSER_WORK_DIR/code" && '
     'export COMPOSER_OUTPUT_DIR="$COMPOSER_WORK_DIR/outputs" && exec "$@"'
 )
+DAEMON_FAILED = b"A daemon failed to report back"
 TAG = re.compile(rb"^\[(\d+),(\d+)\]<(stdout|stderr)>: ?(.*)$")
 
 
@@ -141,19 +142,30 @@ def run_ssh(sessions: Sequence[Session], envs: Sequence[Mapping[str, str]],
 
 def run_mpi(head: Session, argv: Sequence[str], env: Mapping[str, str], slots: int,
             names: Sequence[str], streams: Streams, timeout: float | None) -> JobResult:
-    """mpirun on the head node; tagged output split into per-node logs."""
+    """mpirun on the head node; tagged output split into per-node logs.
+
+    When Open MPI could not start its daemons and no rank ever ran, the launch
+    (not the workload) failed: it is tried once more, and the log says so.
+    """
+    seen = {"ranks": False, "daemon_failed": False}
 
     def on_line(raw: bytes) -> None:
         match = TAG.match(raw)
         if match is None:
+            seen["daemon_failed"] |= DAEMON_FAILED in raw
             streams.line("mpirun", raw, echo_prefix="")
             return
+        seen["ranks"] = True
         rank = int(match.group(2))
         node = names[min(rank // max(slots, 1), len(names) - 1)]
         streams.line(node, match.group(4), echo_prefix=f"[rank {rank}] ")
 
     command = f"{env_prefix(env)} {shlex.join(workload_argv(list(argv), 'composer-mpirun'))}"
     code = head.run(command, on_line=on_line, timeout=timeout)
+    if code != 0 and seen["daemon_failed"] and not seen["ranks"]:
+        streams.line("mpirun", b"composer: mpirun could not start its daemons; launching again",
+                     echo_prefix="")
+        code = head.run(command, on_line=on_line, timeout=timeout)
     return JobResult(code, (code,), None if code == 0 else head.node.name)
 
 

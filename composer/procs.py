@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from pathlib import Path
 
 
@@ -29,3 +32,25 @@ def node_processes(run_dir: Path) -> list[int]:
         if "sshd" in cmdline and marker in cmdline and process_alive(int(proc.name)):
             found.append(int(proc.name))
     return sorted(found)
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Processes whose environment holds ``name=value`` (this process excluded)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            entries = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle in entries and process_alive(int(proc.name)):
+            found.append(int(proc.name))
+    return sorted(found)
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)

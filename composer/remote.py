@@ -59,6 +59,7 @@ class Session:
 
     def __init__(self, node: Node, key_path: Path, user: str | None = None) -> None:
         self.node = node
+        self.key_path = key_path
         self.key = paramiko.Ed25519Key.from_private_key_file(str(key_path))
         self.user = user or getpass.getuser()
         self.client: paramiko.SSHClient | None = None
@@ -142,6 +143,8 @@ class Session:
             on_line(pending)
         code = channel.recv_exit_status()
         channel.close()
+        if code == -1 and not channel.get_transport().is_active():  # type: ignore[union-attr]
+            raise SSHError(self.node.name, "connection to the node was lost")
         return code
 
     def push(self, command: str, data: bytes, timeout: float = 300.0) -> None:

@@ -30,6 +30,7 @@ from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
 from composer.lock import pin_container, resolve
 from composer.paths import composer_home, work_dir
+from composer.procs import node_processes
 from composer.record import RunsRepo
 from composer.remote import Node, Session, fan_out, wait_for_ssh
 from composer.render import Infra, render
@@ -348,7 +349,8 @@ class Run:
             self.log.say(f"cluster kept; remove it with: composer down {self.run_id}")
             return
         t0 = time.monotonic()
-        self.state.stage = r.stage = "destroy" if r.status == "running" else r.stage
+        r.stage = "destroy" if r.status == "running" else r.stage
+        self.state.stage = "destroy"
         self.state.save(self.work)
         pause_point(self.work, "destroy")
         r.teardown = destroy(self.engine, self.target, self.work, self.state.parallelism,
@@ -368,7 +370,7 @@ class Run:
         r.finished_at = now_iso()
         r.duration_s = round(time.monotonic() - started, 3)
         code = status_exit_code(r.status, signum)
-        if r.status == "failed" and r.stage != "run":
+        if r.status == "failed" and (r.stage != "run" or self.job is None):
             code = ExitCode.INFRA_FAILED
         if r.teardown.get("status") == "failed":
             code = ExitCode.INFRA_FAILED
@@ -396,6 +398,10 @@ def destroy(engine, target, work: Path, parallelism: int, log: IO[str],  # type:
     swept = target.sweep(work)
     if swept:
         outcome["swept"] = swept
+    left = node_processes(work)
+    if left:
+        outcome = {"status": "failed", "error": f"node processes still running: {left}",
+                   "swept": swept}
     if outcome["status"] == "destroyed":
         target.release_blocks(tuple(tuple(b) for b in blocks))
     return outcome

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from composer.errors import PreflightError
 from composer.keys import generate_keypair
 from composer.paths import leases_dir
+from composer.procs import kill_all, node_processes, processes_with_env
 
 NODES_PER_BLOCK = 250
 DEFAULT_PORT = 22022
@@ -171,12 +173,22 @@ class LocalTarget:
         if not nodes_dir.is_dir():
             return swept
         for node in sorted(nodes_dir.iterdir()):
+            # A start interrupted halfway: its script may still be starting sshd.
+            kill_all(processes_with_env("NODE_DIR", str(node)))
             if not (node / "sshd.pid").exists() and not (node / "sshd_config").exists():
                 continue
             env = {**os.environ, "NODE_DIR": str(node), "NODE_RUN_ID": work_dir.name}
             subprocess.run(["sh", str(script), "stop"], env=env, check=False, timeout=60,
                            capture_output=True)
             swept.append(node.name)
+        # Any sshd of the run still up (one whose pid file was never written).
+        for _ in range(20):
+            stray = node_processes(work_dir)
+            if not stray:
+                break
+            kill_all(stray)
+            swept.append(f"sshd-{len(stray)}")
+            time.sleep(0.1)
         swept += sweep_containers(work_dir.name)
         return swept
 
@@ -205,4 +217,8 @@ def session_env() -> dict[str, str]:
     env = {"PATH": f"{bindir}:{path}" if bindir not in path.split(":") else path}
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix
+    # bash reads ~/.bashrc for commands that arrive over ssh unless it is nested
+    # (SHLVL >= 1): a node's commands need none of it, and a slow one is paid
+    # on every command.
+    env["SHLVL"] = "1"
     return env
