@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from composer.keys import generate_keypair
+from composer.targets.local import port_free
 
 BLOCK_A = 251
 MAX_NODES = 250
@@ -46,15 +46,6 @@ def find_sshd() -> str:
     return os.path.abspath(found)
 
 
-def port_free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
 def pick_addresses(nodes: int, port: int, rng: random.Random | None = None) -> tuple[str, ...]:
     """``nodes`` loopback addresses in one 127.251.b.0/24 block, all free on ``port``."""
     if not 1 <= nodes <= MAX_NODES:
@@ -66,23 +57,6 @@ def pick_addresses(nodes: int, port: int, rng: random.Random | None = None) -> t
         if all(port_free(a, port) for a in addresses):
             return addresses
     raise BareError(f"no free 127.{BLOCK_A}.*.* block on port {port}")
-
-
-def keypair(path: Path, comment: str) -> str:
-    """Write an ed25519 private key (0600, OpenSSH format); return the public line."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private)
-    return f"{public} {comment}"
 
 
 def session_env() -> dict[str, str]:
@@ -136,10 +110,10 @@ class BareCluster:
 
     def create(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        client_pub = keypair(self.client_key, "bench-client")
+        client_pub = generate_keypair(self.client_key, "bench-client")
         for rank, address in enumerate(self.addresses):
             directory = self.root / f"node-{rank}"
-            host_key = keypair(directory / "ssh_host_ed25519_key", f"node-{rank}")
+            host_key = generate_keypair(directory / "ssh_host_ed25519_key", f"node-{rank}")
             node = BareNode(rank, address, self.port, directory, host_key)
             (node.work / "outputs").mkdir(parents=True)
             (directory / "authorized_keys").write_text(client_pub + "\n")

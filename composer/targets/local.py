@@ -42,7 +42,7 @@ def find_sshd() -> str | None:
     return os.path.abspath(found) if found else None
 
 
-def _port_free(address: str, port: int) -> bool:
+def port_free(address: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((address, port))
@@ -121,7 +121,7 @@ class LocalTarget:
                 f"127.{a}.{b + i // NODES_PER_BLOCK}.{i % NODES_PER_BLOCK + 1}"
                 for i in range(nodes)
             )
-            if not _port_free(addresses[0], self.port):
+            if not port_free(addresses[0], self.port):
                 continue
             claimed = [blk for blk in blocks if _claim(blk, run_id, work_dir)]
             if len(claimed) == need:
