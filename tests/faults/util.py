@@ -15,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tests.conftest import sshd_processes
+
 if TYPE_CHECKING:
     from tests.conftest import Composer
 
@@ -175,18 +177,7 @@ def tags(c: Composer) -> list[str]:
 
 def node_sshds(marker: str) -> list[str]:
     """Command lines of live sshd processes whose arguments contain ``marker``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            status = (proc / "status").read_text()
-        except OSError:
-            continue
-        if "sshd" in cmdline and marker in cmdline and "\nState:\tZ" not in status:
-            found.append(cmdline.strip())
-    return found
+    return sshd_processes(marker)
 
 
 def processes_under(path: Path) -> dict[int, str]:
