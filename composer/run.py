@@ -168,7 +168,8 @@ class Run:
         box = self.spec.container
         host_only = {"PATH", "VIRTUAL_ENV"}
         names = {n for n in env if n not in host_only}
-        names |= {"COMPOSER_NODE_RANK", "COMPOSER_OUTPUT_DIR", "COMPOSER_WORK_DIR"}
+        names |= {"COMPOSER_NODE_RANK", "COMPOSER_NODE_ADDR", "COMPOSER_OUTPUT_DIR",
+                  "COMPOSER_WORK_DIR"}
         names |= set(self.spec.run.secret_env)
         return containers.ContainerRun(
             runtime=box.runtime, ref=self.image["ref"], env=tuple(sorted(names)),

@@ -123,6 +123,8 @@ def test_train_container_example(composer: Composer, train_image: str) -> None:
     assert metrics["world_size"] == 4
     node_log = read_record(composer, run_id, "logs/node-1.log")
     assert "rank 2/4" in node_log or "rank 3/4" in node_log
+    head_log = read_record(composer, run_id, "logs/node-0.log")
+    assert "world size 4 on 2 node(s)" in head_log
 
 
 @pytest.fixture
