@@ -16,6 +16,7 @@ must carry the same Open MPI version as the host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import PreflightError
+from composer.jsonfile import write_json
 
 RUNTIMES = ("podman", "docker", "apptainer", "none")
 ENGINES = ("podman", "docker", "apptainer")
@@ -356,13 +358,8 @@ def _write_cache(cache: Path | None, key: str, options: RuntimeOptions) -> None:
     except (OSError, ValueError):
         data = {}
     data[key] = {"oci_runtime": options.oci_runtime, "ulimits": [list(u) for u in options.ulimits]}
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, cache)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        write_json(cache, data)
 
 
 def gpus_present() -> bool:

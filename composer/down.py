@@ -9,10 +9,11 @@ from typing import Any
 
 from composer.engine import make_engine
 from composer.errors import ComposerError, RunNotFound
+from composer.jsonfile import write_json
 from composer.paths import work_root
 from composer.procs import process_alive
 from composer.record import RunsRepo
-from composer.result import now_iso, remove_tree, write_json
+from composer.result import now_iso, remove_tree
 from composer.run import destroy
 from composer.state import RunState
 from composer.targets import get_target
@@ -56,7 +57,7 @@ def down(ref: str) -> dict[str, Any]:
                                log, state.blocks)
     else:
         target.sweep(work)
-        target.release_blocks(tuple(tuple(b) for b in state.blocks))  # type: ignore[misc]
+        target.release_blocks(state.blocks)
     state.destroyed = teardown["status"] == "destroyed"
     state.save(work)
     record = None

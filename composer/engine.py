@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from composer.errors import PreflightError, TerraformError
 from composer.interrupts import INTERRUPTS
+from composer.jsonfile import write_json
 from composer.paths import composer_home
 
 ENGINES = ("embedded", "terraform", "tofu")
@@ -145,10 +146,7 @@ class Engine:
         except (ValueError, KeyError) as exc:
             raise TerraformError("version", result.returncode, [result.stderr]) from exc
         known[key] = version
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(known, indent=2, sort_keys=True))
-        os.replace(tmp, cache)
+        write_json(cache, known)
         return version
 
     def run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from composer.remote import Session
@@ -45,12 +46,7 @@ def parse_facts(text: str) -> dict[str, Any]:
 
 def gather(session: Session, env_path: str | None = None) -> dict[str, Any]:
     prefix = f"PATH={env_path} " if env_path else ""
-    facts = parse_facts(session.check(f"{prefix}sh -c {_quote(SCRIPT)}", timeout=60))
+    facts = parse_facts(session.check(f"{prefix}sh -c {shlex.quote(SCRIPT)}", timeout=60))
     facts.update(rank=session.node.rank, name=session.node.name, address=session.node.address)
     return facts
 
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import getpass
 import threading
 import time
@@ -69,7 +70,7 @@ class Session:
     def _client(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
         kind, blob = self.node.host_key.split()[:2]
-        pinned = paramiko.PKey.from_type_string(kind, __import__("base64").b64decode(blob))
+        pinned = paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
         client.get_host_keys().add(f"[{self.node.address}]:{self.node.port}", kind, pinned)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         return client

@@ -10,7 +10,6 @@ the run's own var file.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import jinja2
 
 from composer.errors import UsageError
 from composer.hashing import is_executable, tree_files, tree_sha256
+from composer.jsonfile import dump_json
 from composer.modules import EXCLUDED, ModulePin, module_path
 from composer.paths import templates_dir
 from composer.spec import Spec
@@ -44,10 +44,6 @@ def spec_tfvars(spec: Spec) -> dict[str, Any]:
         "slots_per_node": spec.cluster.slots_per_node,
         "gpus_per_node": spec.cluster.gpus_per_node,
     }
-
-
-def dump_json(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def _environment(target: str) -> jinja2.Environment:

@@ -20,10 +20,11 @@ from composer import __version__
 from composer.compare import compare_manifests, compare_metrics, tree_diff, unified
 from composer.engine import Engine, make_engine
 from composer.errors import ComposerError, ExitCode, UsageError
+from composer.jsonfile import dump_json, write_json
 from composer.lock import Lock, resolve
 from composer.record import RunsRepo
-from composer.render import dump_json, render
-from composer.result import Result, write_json
+from composer.render import render
+from composer.result import Result
 from composer.run import Replay, Run, RunOptions
 from composer.spec import Spec, parse_spec
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -14,9 +13,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from composer import __version__
-from composer.errors import ComposerError, ExitCode, Interrupted
+from composer.errors import ComposerError, ExitCode
+from composer.jsonfile import write_json
 from composer.record import RunsRepo
-from composer.render import dump_json
 from composer.secrets import Secrets
 from composer.spec import Spec
 from composer.state import RunState
@@ -113,13 +112,6 @@ def status_exit_code(status: str, signum: int | None = None) -> int:
     }.get(status, ExitCode.INFRA_FAILED)
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(dump_json(data))
-    os.replace(tmp, path)
-
-
 def commit_record(repo: RunsRepo, result: Result, staged: Path,
                   secrets: Secrets | None = None) -> str:
     write_json(staged / "result.json", result.to_dict())
@@ -146,18 +138,9 @@ def spec_summary(spec: Spec) -> str:
     return f"{spec.job.name}: {c.nodes} node(s) x {c.slots_per_node} slot(s), {spec.run.launcher}"
 
 
-def load_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def new_state(run_id: str, spec: Spec, opts: RunOptions) -> RunState:
     return RunState(
         run_id=run_id, job=spec.job.name, engine=opts.engine, runs_repo=str(opts.runs_repo),
         pid=os.getpid(), started_at=now_iso(), keep=opts.keep,
         parallelism=max(10, min(256, spec.cluster.nodes)),
     )
-
-
-def signal_of(exc: BaseException) -> int | None:
-    return exc.signum if isinstance(exc, Interrupted) else None
-

@@ -28,6 +28,7 @@ from composer.engine import make_engine, outputs_of
 from composer.errors import ComposerError, ExitCode, Interrupted
 from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
+from composer.jsonfile import write_json
 from composer.lock import pin_container, resolve
 from composer.paths import composer_home, work_dir
 from composer.procs import node_processes
@@ -46,7 +47,6 @@ from composer.result import (
     remove_tree,
     spec_summary,
     status_exit_code,
-    write_json,
 )
 from composer.secrets import SECRETS_FILE, Secrets
 from composer.spec import Spec
@@ -195,7 +195,7 @@ class Run:
         with self.stage("wait_for_ssh"):
             self.sessions = wait_for_ssh(self.nodes, self.work / "keys" / "client", SSH_TIMEOUT)
         with self.stage("facts"):
-            path = self.target_env().get("PATH")
+            path = self.target.session_env().get("PATH")
             facts = fan_out(lambda s: node_facts.gather(s, path), self.sessions)
             write_json(self.staged / "facts.json", {"nodes": facts})
         with self.stage("stage"):
@@ -247,14 +247,9 @@ class Run:
         runtime = self.target.prepare(self.run_id, spec.cluster.nodes, self.work, alloc)
         write_json(self.tf_dir / VAR_FILES[0], runtime)
 
-    def target_env(self) -> dict[str, str]:
-        from composer.targets.local import session_env
-
-        return session_env()
-
     def base_env(self) -> dict[str, str]:
         addrs = [n.address for n in self.nodes]
-        env = dict(self.target_env())
+        env = dict(self.target.session_env())
         env.update(dict(self.spec.run.env))
         env.update(
             COMPOSER_RUN_ID=self.run_id, COMPOSER_NUM_NODES=str(len(self.nodes)),
@@ -343,7 +338,7 @@ class Run:
             session.close()
         r = self.result
         if not self.state.applied:
-            self.target.release_blocks(tuple(tuple(b) for b in self.state.blocks))  # type: ignore[misc]
+            self.target.release_blocks(self.state.blocks)
             return
         if self.opts.keep:
             r.teardown = {"status": "kept", "hint": f"composer down {self.run_id}"}
@@ -404,5 +399,5 @@ def destroy(engine, target, work: Path, parallelism: int, log: IO[str],  # type:
         outcome = {"status": "failed", "error": f"node processes still running: {left}",
                    "swept": swept}
     if outcome["status"] == "destroyed":
-        target.release_blocks(tuple(tuple(b) for b in blocks))
+        target.release_blocks(blocks)
     return outcome

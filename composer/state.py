@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from composer.jsonfile import write_json
 
 STATE_FILE = "state.json"
 
@@ -31,10 +32,7 @@ class RunState:
     blocks: list[list[int]] = field(default_factory=list)
 
     def save(self, work_dir: Path) -> None:
-        path = work_dir / STATE_FILE
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        write_json(work_dir / STATE_FILE, asdict(self))
 
     @classmethod
     def load(cls, work_dir: Path) -> RunState:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,13 +127,13 @@ class LocalTarget:
             claimed = [blk for blk in blocks if _claim(blk, run_id, work_dir)]
             if len(claimed) == need:
                 return Allocation(addresses, blocks)
-            self.release_blocks(tuple(claimed))
+            self.release_blocks(claimed)
         raise PreflightError(
             f"no free loopback addresses for {nodes} nodes on port {self.port}",
             hint="stop leftover runs with composer down, or set COMPOSER_LOCAL_PORT",
         )
 
-    def release_blocks(self, blocks: tuple[tuple[int, int], ...]) -> None:
+    def release_blocks(self, blocks: Iterable[Sequence[int]]) -> None:
         for a, b in blocks:
             (leases_dir() / f"127.{a}.{b}").unlink(missing_ok=True)
 
@@ -154,6 +155,10 @@ class LocalTarget:
             "sshd_path": find_sshd() or "/usr/sbin/sshd",
             "session_env": session_env(),
         }
+
+    @staticmethod
+    def session_env() -> dict[str, str]:
+        return session_env()
 
     @staticmethod
     def mpi_args() -> list[str]:
