@@ -44,14 +44,14 @@ SCHEMA: Mapping[str, SectionSchema] = MappingProxyType(
             required=True,
         ),
         "run": SectionSchema(
-            ("launcher", "command", "env", "secret_env"), ("command",), required=True
+            ("launcher", "command", "env", "secret_env", "fail_fast"), ("command",), required=True
         ),
         "container": SectionSchema(("image", "runtime", "mounts", "gpus")),
         "code": SectionSchema(("path",)),
         "inputs": SectionSchema(open=True),
         "outputs": SectionSchema(("paths", "from", "max_file_size")),
         "limits": SectionSchema(("max_duration",)),
-        "record": SectionSchema(("repo",)),
+        "record": SectionSchema(("repo", "max_log_size")),
         "reproduce": SectionSchema(("metrics", "tolerance")),
     }
 )
@@ -64,6 +64,9 @@ CONTAINER_RUNTIMES = ("podman", "docker", "apptainer", "none")
 MOUNT_MODES = ("ro", "rw")
 OUTPUT_SOURCES = ("all", "head")
 DEFAULT_MAX_FILE_SIZE = 50_000_000
+DEFAULT_MAX_LOG_SIZE = 2_000_000
+DEFAULT_MAX_DURATION = 24 * 3600.0
+NO_LIMIT = "none"
 LARGEST_FILE_SIZE = 10**12
 LONGEST_DURATION = 7 * 86400.0
 TOLERANCE_KEYS = ("abs", "rel")
@@ -107,6 +110,7 @@ class RunSpec:
     command: tuple[str, ...] | str
     env: tuple[tuple[str, str], ...] = ()
     secret_env: tuple[str, ...] = ()
+    fail_fast: bool = True
 
 
 @dataclass(frozen=True)
@@ -155,12 +159,17 @@ class OutputsSpec:
 
 @dataclass(frozen=True)
 class LimitsSpec:
-    max_duration: float | None = None
+    """``max_duration`` in seconds (None: written as ``"none"``, no limit); ``defaulted``
+    when the spec did not say and the default applies (composer prints it)."""
+
+    max_duration: float | None = DEFAULT_MAX_DURATION
+    defaulted: bool = True
 
 
 @dataclass(frozen=True)
 class RecordSpec:
     repo: str | None = None
+    max_log_size: int = DEFAULT_MAX_LOG_SIZE
 
 
 @dataclass(frozen=True)
@@ -303,7 +312,7 @@ def expanded(spec: Spec) -> dict[str, Any]:
         "job": asdict(spec.job),
         "cluster": asdict(spec.cluster),
         "run": {"launcher": run.launcher, "command": command, "env": dict(run.env),
-                "secret_env": list(run.secret_env)},
+                "secret_env": list(run.secret_env), "fail_fast": run.fail_fast},
         "code": {"path": None if code is None else _relative(code, spec.base_dir)},
         "inputs": [
             {"source": _relative(item.source, spec.base_dir), "dest": item.dest}
@@ -314,7 +323,7 @@ def expanded(spec: Spec) -> dict[str, Any]:
             "from": out.from_,
             "max_file_size": out.max_file_size,
         },
-        "limits": asdict(spec.limits),
+        "limits": {"max_duration": spec.limits.max_duration},
         "record": asdict(spec.record),
         "container": {
             "runtime": spec.container.runtime,
@@ -419,10 +428,11 @@ class _Checker:
         command = self.command(*self.get(table, "run", "command"))
         env = self.env(*self.get(table, "run", "env"))
         secrets = self.secret_names(*self.get(table, "run", "secret_env"), env or ())
+        fail_fast = self.boolean(*self.get(table, "run", "fail_fast"), True)
         self.unknown(table, "run", SCHEMA["run"].keys)
         if launcher is None or command is None or env is None or secrets is None:
             return None
-        return RunSpec(launcher, command, env, secrets)
+        return RunSpec(launcher, command, env, secrets, fail_fast)
 
     def secret_names(
         self, value: Any, path: str, env: tuple[tuple[str, str], ...]
@@ -500,12 +510,7 @@ class _Checker:
             self.add(runtime_path, f"is 'none' (the default), so container.image would not be "
                                    f"used; choose one of {engines}")
         mounts = self.mounts(*self.get(table, "container", "mounts"))
-        gpus_value, gpus_path = self.get(table, "container", "gpus")
-        gpus = False
-        if gpus_value is not _MISSING and not isinstance(gpus_value, bool):
-            self.add(gpus_path, f"must be a boolean (true or false), got {_describe(gpus_value)}")
-        elif gpus_value is not _MISSING:
-            gpus = gpus_value
+        gpus = self.boolean(*self.get(table, "container", "gpus"), False)
         self.unknown(table, "container", SCHEMA["container"].keys)
         return ContainerSpec(runtime or "none", image, mounts, gpus)
 
@@ -588,7 +593,7 @@ class _Checker:
             return OutputsSpec()
         paths = self.globs(*self.get(table, "outputs", "paths"))
         source = self.choice(*self.get(table, "outputs", "from"), OUTPUT_SOURCES, "all")
-        size = self.size(*self.get(table, "outputs", "max_file_size"))
+        size = self.size(*self.get(table, "outputs", "max_file_size"), DEFAULT_MAX_FILE_SIZE)
         self.unknown(table, "outputs", SCHEMA["outputs"].keys)
         return OutputsSpec(paths, source or "all", size)
 
@@ -610,18 +615,26 @@ class _Checker:
                 globs.append(text)
         return tuple(globs)
 
-    def size(self, value: Any, path: str) -> int:
+    def boolean(self, value: Any, path: str, default: bool) -> bool:
         if value is _MISSING:
-            return DEFAULT_MAX_FILE_SIZE
+            return default
+        if not isinstance(value, bool):
+            self.add(path, f"must be a boolean (true or false), got {_describe(value)}")
+            return default
+        return value
+
+    def size(self, value: Any, path: str, default: int) -> int:
+        if value is _MISSING:
+            return default
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             expected = 'must be a size such as "50MB" or a number of bytes'
             self.add(path, f"{expected}, got {_describe(value)}")
-            return DEFAULT_MAX_FILE_SIZE
+            return default
         try:
             size = parse_size(value)
         except ValueError as exc:
             self.add(path, str(exc))
-            return DEFAULT_MAX_FILE_SIZE
+            return default
         if not 1 <= size <= LARGEST_FILE_SIZE:
             self.add(path, f"must be between 1 byte and 1TB, got {_describe(value)}")
         return size
@@ -631,9 +644,16 @@ class _Checker:
             return LimitsSpec()
         value, path = self.get(table, "limits", "max_duration")
         seconds = None
+        if value == NO_LIMIT:
+            self.unknown(table, "limits", SCHEMA["limits"].keys)
+            return LimitsSpec(None, defaulted=False)
+        if value is _MISSING:
+            self.unknown(table, "limits", SCHEMA["limits"].keys)
+            return LimitsSpec()
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             if value is not _MISSING:
-                expected = 'must be a duration such as "10m" or a number of seconds'
+                expected = ('must be a duration such as "10m", a number of seconds, '
+                            'or "none" for no limit')
                 self.add(path, f"{expected}, got {_describe(value)}")
         else:
             try:
@@ -643,14 +663,15 @@ class _Checker:
         if seconds is not None and not 0 < seconds <= LONGEST_DURATION:
             self.add(path, f"must be more than 0 and at most 7d, got {_describe(value)}")
         self.unknown(table, "limits", SCHEMA["limits"].keys)
-        return LimitsSpec(seconds)
+        return LimitsSpec(seconds, defaulted=False)
 
     def record(self, table: _Table | None) -> RecordSpec:
         if table is None:
             return RecordSpec()
         repo = self.string(*self.get(table, "record", "repo"), nonempty=True)
+        log_size = self.size(*self.get(table, "record", "max_log_size"), DEFAULT_MAX_LOG_SIZE)
         self.unknown(table, "record", SCHEMA["record"].keys)
-        return RecordSpec(repo)
+        return RecordSpec(repo, log_size)
 
     def reproduce(self, table: _Table | None, collected: OutputsSpec | None) -> ReproduceSpec:
         """``collected`` is None when [outputs] has problems of its own."""

@@ -23,6 +23,12 @@ CHECKS = (
     ("bad specs", "bad specs rejected"),
     ("quoting", "launchers quoted exactly"),
     ("host key", "host key swaps refused"),
+    ("records kept", "records kept despite hostile outputs"),
+    ("runs repo", "runs repo problems caught"),
+    ("other users", "other-user attacks refused"),
+    ("escapes", "escaped processes stopped"),
+    ("streams", "hostile streams handled"),
+    ("walkthrough", "new-user stumbles answered"),
 )
 COUNTERS = (("secrets found", "secrets found"),)
 

@@ -160,7 +160,7 @@ def test_full_spec_round_trip(job_dir: Path) -> None:
             InputSpec(job_dir.resolve() / "cfg.json", "extra/cfg.json"),
         ),
         outputs=OutputsSpec(("model.npy", "*.json"), "head", 1_000_000),
-        limits=LimitsSpec(5400.0),
+        limits=LimitsSpec(5400.0, defaulted=False),
         record=RecordSpec("runs"),
         source=job_dir.resolve() / "job.toml",
         base_dir=job_dir.resolve(),
@@ -190,7 +190,7 @@ def test_expanded_full(job_dir: Path) -> None:
         "job": {"description": "a test job", "name": "hello-mpi"},
         "limits": {"max_duration": 5400.0},
         "outputs": {"from": "head", "max_file_size": 1_000_000, "paths": ["model.npy", "*.json"]},
-        "record": {"repo": "runs"},
+        "record": {"max_log_size": 2_000_000, "repo": "runs"},
         "reproduce": {
             "metrics": ["metrics.json", "eval/scores.json"],
             "tolerance": {
@@ -203,6 +203,7 @@ def test_expanded_full(job_dir: Path) -> None:
             "command": ["python", "src/train.py", "--epochs", "3"],
             "env": {"ALPHA": "0.5", "SEED": "0"},
             "secret_env": [],
+            "fail_fast": True,
             "launcher": "mpi",
         },
     }
@@ -228,7 +229,9 @@ def test_defaults_filled(job_dir: Path) -> None:
     assert spec.code == CodeSpec(None)
     assert spec.inputs == ()
     assert spec.outputs == OutputsSpec((), "all", 50_000_000)
-    assert spec.limits == LimitsSpec(None)
+    assert spec.limits == LimitsSpec(24 * 3600.0, defaulted=True)
+    assert spec.run.fail_fast is True
+    assert spec.record.max_log_size == 2_000_000
     assert spec.record == RecordSpec(None)
     assert spec.reproduce == ReproduceSpec((), ())
     assert expanded(spec) == {
@@ -237,11 +240,12 @@ def test_defaults_filled(job_dir: Path) -> None:
         "container": {"gpus": False, "image": None, "mounts": [], "runtime": "none"},
         "inputs": [],
         "job": {"description": "", "name": "tiny"},
-        "limits": {"max_duration": None},
+        "limits": {"max_duration": 86400.0},
         "outputs": {"from": "all", "max_file_size": 50_000_000, "paths": []},
-        "record": {"repo": None},
+        "record": {"max_log_size": 2_000_000, "repo": None},
         "reproduce": {"metrics": [], "tolerance": {}},
-        "run": {"command": "echo hi", "env": {}, "launcher": "ssh", "secret_env": []},
+        "run": {"command": "echo hi", "env": {}, "fail_fast": True, "launcher": "ssh",
+                "secret_env": []},
     }
 
 
@@ -427,7 +431,8 @@ FIELD_CASES = [
         "limits",
         "max_duration",
         [60],
-        'limits.max_duration: must be a duration such as "10m" or a number of seconds, got array',
+        'limits.max_duration: must be a duration such as "10m", a number of seconds, or "none" '
+        "for no limit, got array",
     ),
     ("record", "repo", 1, "record.repo: must be a string, got integer 1"),
     ("record", "repo", "", "record.repo: must not be empty"),
@@ -1227,3 +1232,18 @@ def test_container_problems_come_after_run(job_dir: Path) -> None:
         parse_spec(toml_dumps(doc), job_dir / "job.toml")
     paths = [p.path for p in info.value.problems]
     assert paths.index("run.launcher") < paths.index("container.runtime") < paths.index("code.path")
+
+
+def test_limits_none_and_new_fields(job_dir: Path) -> None:
+    doc = minimal_doc()
+    doc["limits"] = {"max_duration": "none"}
+    doc["run"]["fail_fast"] = False
+    doc["record"] = {"max_log_size": "10MB"}
+    spec = parse_spec(toml_dumps(doc), job_dir / "job.toml")
+    assert spec.limits == LimitsSpec(None, defaulted=False)
+    assert spec.run.fail_fast is False
+    assert spec.record.max_log_size == 10_000_000
+    doc["run"]["fail_fast"] = "yes"
+    assert problems_of(job_dir, doc) == [
+        'run.fail_fast: must be a boolean (true or false), got string "yes"'
+    ]
