@@ -48,7 +48,7 @@ def _fail(
         problems = getattr(exc, "problems", None)
         if problems is not None:
             payload["problems"] = [{"path": p.path, "message": p.message} for p in problems]
-        print(json.dumps(payload, sort_keys=True))
+        _emit(payload)
     raise typer.Exit(int(exc.exit_code))
 
 
@@ -66,8 +66,13 @@ def _repo_path(cli_value: str | None, spec_value: str | None = None) -> Path:
     return default_repo_path(cli_value, spec_value, Path.cwd())
 
 
+_EMITTED: list[bool] = []
+
+
 def _emit(data: Any) -> None:
+    """The one JSON object a ``--json`` command prints on stdout."""
     print(json.dumps(data, sort_keys=True))
+    _EMITTED.append(True)
 
 
 @app.command()
@@ -108,7 +113,8 @@ def validate(job: JobArg, as_json: JsonOpt = False, debug: DebugOpt = False) -> 
         spec = load_spec(job)
     except SpecError as exc:
         if as_json:
-            _emit({"valid": False, "problems": [p.__dict__ for p in exc.problems]})
+            _emit({"valid": False, "problems": [p.__dict__ for p in exc.problems],
+                   "error": exc.message, "exit_code": int(exc.exit_code)})
             print(exc.message, file=sys.stderr)
             raise typer.Exit(int(exc.exit_code)) from None
         _fail(exc, False, debug)
@@ -341,7 +347,15 @@ def version(as_json: JsonOpt = False) -> None:
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        # A command line that did not parse is reported on stderr before any
+        # command runs; --json still gets its one object on stdout.
+        if "--json" in sys.argv[1:] and not _EMITTED and exc.code not in (0, None):
+            code = exc.code if isinstance(exc.code, int) else int(ExitCode.INVALID_INPUT)
+            _emit({"error": "invalid command line (see stderr)", "exit_code": code})
+        raise
 
 
 if __name__ == "__main__":

@@ -104,11 +104,15 @@ def _reproduce_unknown(c: Composer, run_id: str, tmp: Path) -> tuple[list[str], 
     return ["reproduce", "nope", "--json"], 2
 
 
+def _show_without_run(c: Composer, run_id: str, tmp: Path) -> tuple[list[str], int]:
+    return ["show", "--json"], 2
+
+
 COMMANDS = {
     "version": _version, "render": _render, "render-taken": _render_bad, "runs": _runs,
     "show": _show, "diff": _diff, "gc": _gc, "gc-yes": _gc_yes, "validate": _validate,
     "up-bad-spec": _up_bad, "down-unknown": _down_unknown,
-    "reproduce-unknown": _reproduce_unknown,
+    "reproduce-unknown": _reproduce_unknown, "show-without-run": _show_without_run,
 }
 
 
