@@ -9,6 +9,7 @@ created or to nothing.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -62,7 +63,7 @@ def known_hosts_file(work: Path, nodes: list[Node]) -> Path:
     """A known_hosts holding only the run's pinned host keys, kept in its work dir."""
     path = work / KNOWN_HOSTS
     text = "".join(n.known_hosts_line + "\n" for n in nodes)
-    tmp = path.with_name(f".{KNOWN_HOSTS}.tmp")
+    tmp = path.with_name(f".{KNOWN_HOSTS}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
@@ -75,16 +76,18 @@ def remote_line(command: list[str]) -> str | None:
     return f'cd "$COMPOSER_WORK_DIR" && exec {shlex.join(command)}'
 
 
-def ssh_argv(work: Path, node: Node, user: str, command: list[str],
+def ssh_argv(work: Path, nodes: list[Node], node: Node, user: str, command: list[str],
              interactive: bool) -> list[str]:
-    known = known_hosts_file(work, load_nodes(work))
+    """OpenSSH to ``node``: the run's key, only the pinned host keys, no prompts."""
+    known = known_hosts_file(work, nodes)
     argv = ["ssh", "-i", str(work / "keys" / "client"),
             "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
             "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-p", str(node.port)]
     line = remote_line(command)
     if line is None and interactive:
-        # A login shell of the node, started in its work dir (code/, outputs/).
+        # An interactive shell (not a login shell: that could reset PATH),
+        # started in the node's work dir (code/, outputs/).
         argv += ["-t", f"{user}@{node.address}",
                  'cd "$COMPOSER_WORK_DIR" && exec "${SHELL:-/bin/sh}" -i']
         return argv
@@ -101,5 +104,5 @@ def prepare(ref: str, node_name: str | None, command: list[str], user: str,
         raise UsageError("no ssh client on PATH", hint="install OpenSSH's client (openssh-client)")
     _, work, nodes = live_nodes(ref)
     node = pick_node(nodes, node_name)
-    return ssh_argv(work, node, user, command, interactive)
+    return ssh_argv(work, nodes, node, user, command, interactive)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -289,3 +290,44 @@ def test_hello_mpi_reproduces_and_diffs_show_text(composer: Composer, tmp_path: 
         results = next(s for s in data["sections"] if s["name"] == "results")
         [change] = results["files"]
         assert change["path"] == name and '"allreduce": 99' in change["diff"]
+
+
+# -- the workload's environment is what docs/spec.md says ---------------------
+
+ENV_SCRIPT = """\
+import json, os, pathlib
+rank = os.environ.get("OMPI_COMM_WORLD_RANK") or os.environ["COMPOSER_NODE_RANK"]
+seen = {k: v for k, v in os.environ.items() if k.startswith("COMPOSER_")}
+seen["cwd"] = os.getcwd()
+out = pathlib.Path(os.environ["COMPOSER_OUTPUT_DIR"])
+(out / f"env-{rank}.json").write_text(json.dumps(seen))
+"""
+
+
+def documented_variables() -> set[str]:
+    text = (ROOT / "docs" / "spec.md").read_text()
+    section = text.split("## The workload's environment", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `(COMPOSER_[A-Z_]+)` \|", section, re.M))
+
+
+@pytest.mark.parametrize("launcher", ["ssh", "mpi"])
+def test_workload_environment_is_documented(launcher: str, composer: Composer, tmp_path: Path,
+                                            tally: Tally) -> None:
+    with tally.check("walkthrough"):
+        doc = simple_job(f"env-{launcher}", 2, ["python", "env.py"],
+                         run={"launcher": launcher}, code={"path": "."},
+                         outputs={"paths": ["env-*.json"], "from": "all"})
+        job = write_job(tmp_path / launcher, doc, {"env.py": ENV_SCRIPT})
+        done = composer.run("up", str(job), "--json")
+        assert done.returncode == 0, done.stderr[-3000:]
+        run_id = final_json(done.stdout)["run_id"]
+        documented = documented_variables()
+        assert "COMPOSER_OUTPUT_DIR" in documented
+        expected = documented if launcher == "mpi" else documented - {"COMPOSER_HOSTFILE"}
+        for rank in (0, 1):
+            seen = record_json(composer, run_id, f"outputs/node-{rank}/env-{rank}.json")
+            assert set(seen) - {"cwd"} == expected
+            assert seen["COMPOSER_NODE_RANK"] == str(rank)
+            assert seen["cwd"] == f"{seen['COMPOSER_WORK_DIR']}/code"
+            assert seen["COMPOSER_OUTPUT_DIR"] == f"{seen['COMPOSER_WORK_DIR']}/outputs"
+            assert seen["COMPOSER_NODE_ADDRS"].split(",")[rank] == seen["COMPOSER_NODE_ADDR"]
