@@ -45,7 +45,10 @@ def _fail(
         print(f"composer: hint: {exc.hint}", file=sys.stderr)
     if as_json:
         payload = {**(extra or {}), "error": exc.message, "exit_code": int(exc.exit_code)}
-        print(json.dumps(payload, sort_keys=True))
+        problems = getattr(exc, "problems", None)
+        if problems is not None:
+            payload["problems"] = [{"path": p.path, "message": p.message} for p in problems]
+        _emit(payload)
     raise typer.Exit(int(exc.exit_code))
 
 
@@ -63,8 +66,13 @@ def _repo_path(cli_value: str | None, spec_value: str | None = None) -> Path:
     return default_repo_path(cli_value, spec_value, Path.cwd())
 
 
+_EMITTED: list[bool] = []
+
+
 def _emit(data: Any) -> None:
+    """The one JSON object a ``--json`` command prints on stdout."""
     print(json.dumps(data, sort_keys=True))
+    _EMITTED.append(True)
 
 
 @app.command()
@@ -105,7 +113,8 @@ def validate(job: JobArg, as_json: JsonOpt = False, debug: DebugOpt = False) -> 
         spec = load_spec(job)
     except SpecError as exc:
         if as_json:
-            _emit({"valid": False, "problems": [p.__dict__ for p in exc.problems]})
+            _emit({"valid": False, "problems": [p.__dict__ for p in exc.problems],
+                   "error": exc.message, "exit_code": int(exc.exit_code)})
             print(exc.message, file=sys.stderr)
             raise typer.Exit(int(exc.exit_code)) from None
         _fail(exc, False, debug)
@@ -121,6 +130,7 @@ def render(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="directory to write (new or empty)")
     ],
+    as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Write the Terraform root module of a job spec, without applying it."""
@@ -132,8 +142,11 @@ def render(
         spec = load_spec(job)
         return render_tree(spec, pins_for_target(spec.cluster.target), output).sha256
 
-    digest = _call(go, debug=debug)
-    print(f"rendered {output} (sha256 {digest})")
+    digest = _call(go, as_json, debug, {"path": str(output), "sha256": None})
+    if as_json:
+        _emit({"path": str(output), "sha256": digest})
+    else:
+        print(f"rendered {output} (sha256 {digest})")
 
 
 @app.command()
@@ -145,7 +158,7 @@ def runs(
 
     summaries = _call(lambda: RunsRepo(_repo_path(runs_repo)).list_runs(), as_json, debug)
     if as_json:
-        _emit([s.__dict__ for s in summaries])
+        _emit({"runs": [s.__dict__ for s in summaries]})
         return
     rows = [("RUN", "JOB", "STATUS", "NODES", "DURATION", "STARTED")]
     for s in summaries:
@@ -275,7 +288,7 @@ def gc(
 
     report = _call(lambda: collect_garbage(yes, include_kept), as_json, debug)
     if as_json:
-        _emit(report)
+        _emit({"runs": report})
         return
     if not report:
         print("nothing to collect")
@@ -289,15 +302,60 @@ def gc(
         print("run composer gc --yes to remove them")
 
 
+def _split_command(words: list[str], argv: list[str]) -> tuple[str, str | None, list[str]]:
+    """RUN, NODE and the words after ``--`` (click drops the ``--`` itself)."""
+    after = len(argv) - argv.index("--") - 1 if "--" in argv else max(len(words) - 2, 0)
+    before, command = words[: len(words) - after], words[len(words) - after:]
+    if not before or len(before) > 2:
+        raise UsageError("usage: composer ssh RUN [NODE] [-- COMMAND...]",
+                         hint="put the command to run after --")
+    return before[0], (before[1] if len(before) == 2 else None), command
+
+
 @app.command()
-def version() -> None:
+def ssh(
+    words: Annotated[
+        list[str], typer.Argument(metavar="RUN [NODE] [-- COMMAND...]", show_default=False,
+                                  help="run id or prefix; node-<rank> or a rank "
+                                       "[default: node-0]; a command, each word quoted")
+    ],
+    debug: DebugOpt = False,
+) -> None:
+    """Open OpenSSH to a node of a live (kept) cluster: the run's key, pinned host keys."""
+    import getpass
+
+    from composer.ssh import prepare
+
+    def go() -> list[str]:
+        run, node, command = _split_command(words, sys.argv)
+        return prepare(run, node, command, getpass.getuser(), sys.stdin.isatty())
+
+    argv = _call(go, debug=debug)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)
+
+
+@app.command()
+def version(as_json: JsonOpt = False) -> None:
     """Print composer's version."""
-    print(f"composer {__version__}")
+    if as_json:
+        _emit({"version": __version__})
+    else:
+        print(f"composer {__version__}")
 
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        # A command line that did not parse is reported on stderr before any
+        # command runs; --json still gets its one object on stdout.
+        if "--json" in sys.argv[1:] and not _EMITTED and exc.code not in (0, None):
+            code = exc.code if isinstance(exc.code, int) else int(ExitCode.INVALID_INPUT)
+            _emit({"error": "invalid command line (see stderr)", "exit_code": code})
+        raise
 
 
 if __name__ == "__main__":

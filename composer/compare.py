@@ -11,7 +11,7 @@ import difflib
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ NO_NEWLINE = "\\ No newline at end of file"
 BINARY_DIFFERS = "(binary files differ)"
 ONLY_IN_OLD = "(only in old)"
 ONLY_IN_NEW = "(only in new)"
+TEXT_DIFF_LIMIT = 64 * 1024
 
 
 def _join(prefix: str, key: str) -> str:
@@ -65,7 +66,10 @@ def flatten_numbers(data: Any, prefix: str = "") -> dict[str, float]:
 
 @dataclass(frozen=True)
 class FileChange:
-    """One output file that differs between two manifests."""
+    """One output file that differs between two manifests.
+
+    ``diff`` is a unified diff when both sides are committed, small UTF-8 text.
+    """
 
     path: str
     kind: str
@@ -73,6 +77,7 @@ class FileChange:
     new_sha256: str | None
     old_size: int | None
     new_size: int | None
+    diff: str | None = None
 
 
 def _files_by_path(manifest: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -249,3 +254,44 @@ def tree_diff(old_root: Path, new_root: Path) -> dict[str, str]:
             if text:
                 out[rel] = text
     return out
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """``root/rel`` when it is a regular file inside ``root`` (no link, no ``..``)."""
+    path = root / rel
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        if not path.resolve().is_relative_to(root.resolve()):
+            return None
+    except OSError:
+        return None
+    return path
+
+
+def output_text_diff(old_root: Path, new_root: Path, rel: str,
+                     limit: int = TEXT_DIFF_LIMIT) -> str | None:
+    """A unified diff of ``rel`` between two output trees, or None.
+
+    Only for files committed on both sides, each at most ``limit`` bytes and
+    valid UTF-8 without NUL bytes; None as well when they are equal.
+    """
+    old, new = _inside(old_root, rel), _inside(new_root, rel)
+    if old is None or new is None:
+        return None
+    if old.stat().st_size > limit or new.stat().st_size > limit:
+        return None
+    a, b = _text(old.read_bytes()), _text(new.read_bytes())
+    if a is None or b is None:
+        return None
+    return unified(a, b, rel) or None
+
+
+def with_text_diffs(changes: list[FileChange], old_root: Path,
+                    new_root: Path) -> list[FileChange]:
+    """``changes`` with a unified diff on each changed file that is small text."""
+    return [
+        replace(c, diff=output_text_diff(old_root, new_root, c.path))
+        if c.kind == "changed" else c
+        for c in changes
+    ]

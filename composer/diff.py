@@ -20,6 +20,7 @@ from composer.compare import (
     flatten_leaves,
     tree_diff,
     unified,
+    with_text_diffs,
 )
 from composer.record import RunsRepo
 
@@ -139,12 +140,10 @@ def results_section(a: Path, b: Path) -> dict[str, Any]:
         for f in RESULT_FIELDS
         if old.get(f) != new.get(f)
     ]
-    files = [
-        asdict(c)
-        for c in compare_manifests(
-            _read_object(a / "outputs", MANIFEST), _read_object(b / "outputs", MANIFEST)
-        )
-    ]
+    changes = compare_manifests(
+        _read_object(a / "outputs", MANIFEST), _read_object(b / "outputs", MANIFEST)
+    )
+    files = [asdict(c) for c in with_text_diffs(changes, a / "outputs", b / "outputs")]
     metrics = _metric_changes(a, b)
     same = not (status or files or metrics)
     return {
@@ -235,7 +234,10 @@ def _format_metric(delta: dict[str, Any]) -> str:
 
 def _format_results(section: dict[str, Any]) -> list[str]:
     lines = [f"{c['field']}: {_show(c['old'])} -> {_show(c['new'])}" for c in section["status"]]
-    lines.extend(_format_file(c) for c in section["files"])
+    for change in section["files"]:
+        lines.append(_format_file(change))
+        if change.get("diff"):
+            lines.extend(_block(change["diff"]))
     lines.extend(_format_metric(d) for d in section["metrics"])
     return lines
 

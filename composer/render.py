@@ -72,12 +72,30 @@ def _vendor(pin: ModulePin, dest: Path) -> None:
         os.chmod(target, 0o755 if is_executable(file) else 0o644)
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse (exit 2, naming the path) anything but a new or empty directory."""
+    hint = "render into a new or empty directory"
+    if out_dir.is_dir():
+        if any(out_dir.iterdir()):
+            raise UsageError(f"{out_dir} is not empty", hint=hint)
+        return
+    if out_dir.exists() or out_dir.is_symlink():
+        raise UsageError(f"{out_dir} exists and is not a directory", hint=hint)
+    parent = out_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{parent} is not a directory, so {out_dir} cannot be made",
+                         hint=hint)
+    try:
+        out_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {out_dir}: {exc.strerror}", hint=hint) from exc
+
+
 def render(spec: Spec, pins: tuple[ModulePin, ...], out_dir: Path) -> Infra:
     """Write the root module for ``spec`` into ``out_dir`` (empty or absent)."""
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UsageError(
-            f"{out_dir} is not empty", hint="render into a new or empty directory"
-        )
+    check_out_dir(out_dir)
     env = _environment(spec.cluster.target)
     context = {
         "job_name": spec.job.name,

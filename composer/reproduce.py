@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from composer import __version__
-from composer.compare import compare_manifests, compare_metrics, tree_diff, unified
+from composer.compare import (
+    compare_manifests,
+    compare_metrics,
+    tree_diff,
+    unified,
+    with_text_diffs,
+)
 from composer.engine import Engine, make_engine
 from composer.errors import ComposerError, ExitCode, UsageError
 from composer.jsonfile import dump_json, write_json
@@ -185,7 +191,8 @@ def verdict(recorded: Recorded, spec: Spec, staged: Path, result: Result,
     """Compare the new run's outputs and metrics with the recorded ones."""
     new_manifest = json.loads((staged / "outputs" / "manifest.json").read_text()) \
         if (staged / "outputs" / "manifest.json").exists() else {"files": []}
-    files = compare_manifests(recorded.manifest, new_manifest)
+    files = with_text_diffs(compare_manifests(recorded.manifest, new_manifest),
+                            recorded.root / "outputs", staged / "outputs")
     metrics = []
     for name in spec.reproduce.metrics:
         old_path, new_path = recorded.root / "outputs" / name, staged / "outputs" / name
@@ -214,11 +221,16 @@ def verdict(recorded: Recorded, spec: Spec, staged: Path, result: Result,
 
 
 def latest_of(repo: RunsRepo, job: str) -> str:
+    """The newest original run of ``job``: reproductions (``reproduces`` set) are skipped."""
     runs = [r for r in repo.list_runs() if r.job == job]
-    if not runs:
-        raise UsageError(f"no recorded run of job '{job}' in {repo.path}",
-                         hint="composer runs lists the recorded runs")
-    return runs[-1].run_id
+    for run in reversed(runs):
+        if not (repo.show(run.run_id).get("result") or {}).get("reproduces"):
+            return run.run_id
+    if runs:
+        raise UsageError(f"every recorded run of job '{job}' is a reproduction",
+                         hint="name the run to reproduce by its id")
+    raise UsageError(f"no recorded run of job '{job}' in {repo.path}",
+                     hint="composer runs lists the recorded runs")
 
 
 def reproduce(ref: str | None, opts: RunOptions, job: Path | None = None,
@@ -258,6 +270,8 @@ def format_verdict(v: dict[str, Any]) -> str:
         lines.append(f"  drift {d['kind']}: {d['name']}: {d['old']} -> {d['new']}")
     for f in v.get("files", []):
         lines.append(f"  {f['kind']} {f['path']}: {f['old_sha256']} -> {f['new_sha256']}")
+        if f.get("diff"):
+            lines.extend(f"    {line}" for line in f["diff"].rstrip("\n").splitlines())
     for m in v.get("metrics", []):
         state = "within tolerance" if m["within"] else "outside tolerance"
         delta = "" if m["abs_diff"] is None else f"|diff| {m['abs_diff']:.6g}, "

@@ -343,6 +343,9 @@ class Run:
         if self.opts.keep:
             r.teardown = {"status": "kept", "hint": f"composer down {self.run_id}"}
             self.log.say(f"cluster kept; remove it with: composer down {self.run_id}")
+            for n in self.nodes:
+                self.log.say(f"  {n.name} at {n.address}:{n.port}: "
+                             f"composer ssh {self.run_id} {n.name} [-- COMMAND...]")
             return
         t0 = time.monotonic()
         r.stage = "destroy" if r.status == "running" else r.stage

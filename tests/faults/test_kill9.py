@@ -72,7 +72,7 @@ def test_gc_collects_dead_runs_only(composer: Composer, tmp_path: Path, tally: T
 
             listed = composer.run("gc", "--json", timeout=120)
             assert listed.returncode == 0, listed.stderr
-            report = {item["run_id"]: item for item in json.loads(listed.stdout)}
+            report = {item["run_id"]: item for item in json.loads(listed.stdout)["runs"]}
             assert set(report) == {*killed, live_id}
             for run_id in killed:
                 assert report[run_id]["action"] == "down"
@@ -86,7 +86,7 @@ def test_gc_collects_dead_runs_only(composer: Composer, tmp_path: Path, tally: T
 
             swept = composer.run("gc", "--yes", "--json", timeout=240)
             assert swept.returncode == 0, swept.stderr
-            outcome = {item["run_id"]: item for item in json.loads(swept.stdout)}
+            outcome = {item["run_id"]: item for item in json.loads(swept.stdout)["runs"]}
             for run_id in killed:
                 assert outcome[run_id]["outcome"] == "destroyed"
                 assert_gone(composer, run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -11,16 +12,22 @@ from composer.compare import (
     BINARY_DIFFERS,
     ONLY_IN_NEW,
     ONLY_IN_OLD,
+    TEXT_DIFF_LIMIT,
     FileChange,
     MetricDelta,
     compare_manifests,
     compare_metrics,
     flatten_leaves,
     flatten_numbers,
+    output_text_diff,
     tree_diff,
     unified,
+    with_text_diffs,
     within,
 )
+from composer.reproduce import Recorded, format_verdict, verdict
+from composer.result import Result
+from composer.spec import Spec, parse_spec
 
 
 def zero(_key: str) -> tuple[float, float]:
@@ -308,3 +315,78 @@ def test_tree_diff_identical_binary_is_omitted(tmp_path: Path) -> None:
     write(old, "x.bin", b"\x00\xff")
     write(new, "x.bin", b"\x00\xff")
     assert tree_diff(old, new) == {}
+
+
+# text diffs of outputs (reproduce and diff show what changed)
+
+
+def test_output_text_diff_small_text(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    write(old, "node-0/out.json", '{"addr": "127.0.1.1"}\n')
+    write(new, "node-0/out.json", '{"addr": "127.0.1.2"}\n')
+    text = output_text_diff(old, new, "node-0/out.json")
+    assert text is not None
+    assert text.startswith("--- a/node-0/out.json\n+++ b/node-0/out.json\n")
+    assert '-{"addr": "127.0.1.1"}\n' in text and '+{"addr": "127.0.1.2"}\n' in text
+
+
+@pytest.mark.parametrize("case", ["binary", "not utf-8", "too big", "one side", "escapes",
+                                  "same"])
+def test_output_text_diff_only_for_small_text_on_both_sides(tmp_path: Path, case: str) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    rel = "out.txt"
+    a, b = {
+        "binary": (b"a\0b", b"a\0c"),
+        "not utf-8": (b"\xff\xfe", b"\xff\xfd"),
+        "too big": (b"x" * (TEXT_DIFF_LIMIT + 1), b"y\n"),
+        "one side": (b"a\n", None),
+        "escapes": (b"a\n", b"b\n"),
+        "same": (b"a\n", b"a\n"),
+    }[case]
+    write(old, rel, a)
+    if b is not None:
+        write(new, rel, b)
+    if case == "escapes":
+        write(tmp_path, "outside.txt", "secret\n")
+        rel = "../outside.txt"
+    assert output_text_diff(old, new, rel) is None
+
+
+def test_with_text_diffs_only_for_changed_files(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    write(old, "a.txt", "one\n")
+    write(new, "a.txt", "two\n")
+    write(new, "b.txt", "added\n")
+    changes = [FileChange("a.txt", "changed", "1", "2", 4, 4),
+               FileChange("b.txt", "added", None, "3", None, 6)]
+    got = with_text_diffs(changes, old, new)
+    assert got[0].diff is not None and "-one\n+two\n" in got[0].diff
+    assert got[1].diff is None
+
+
+def _recorded(tmp_path: Path, old_text: str) -> tuple[Recorded, Spec, Path]:
+    job = tmp_path / "job" / "job.toml"
+    job.parent.mkdir()
+    text = ('[job]\nname = "j"\n[cluster]\ntarget = "local"\nnodes = 1\n'
+            '[run]\ncommand = ["true"]\n[outputs]\npaths = ["*.txt"]\nfrom = "head"\n')
+    job.write_text(text)
+    root = tmp_path / "record"
+    write(root, "outputs/log.txt", old_text)
+    manifest = {"files": [{"path": "log.txt", "size": len(old_text), "sha256": "old"}]}
+    recorded = Recorded("r1", root, text, {}, manifest, {"status": "succeeded"})
+    return recorded, parse_spec(text, job), tmp_path / "staged"
+
+
+def test_reproduce_verdict_shows_a_unified_diff(tmp_path: Path) -> None:
+    recorded, spec, staged = _recorded(tmp_path, "loss 0.5\n")
+    write(staged, "outputs/log.txt", "loss 0.25\n")
+    write(staged, "outputs/manifest.json", json.dumps(
+        {"files": [{"path": "log.txt", "size": 10, "sha256": "new"}]}))
+    result = Result("r2", "j", 1, "ssh", "embedded", "now", status="succeeded")
+    v = verdict(recorded, spec, staged, result, [])
+    assert v["verdict"] == "differs"
+    [change] = v["files"]
+    assert change["path"] == "log.txt" and "-loss 0.5\n+loss 0.25\n" in change["diff"]
+    text = format_verdict({**v, "run_id": "r2"})
+    assert "    -loss 0.5" in text and "    +loss 0.25" in text
+    assert "    --- a/log.txt" in text
