@@ -199,9 +199,10 @@ class Run:
             facts = fan_out(lambda s: node_facts.gather(s, path), self.sessions)
             write_json(self.staged / "facts.json", {"nodes": facts})
         with self.stage("stage"):
-            tar = bundle(spec, self.work / "bundle.tar", self.opts.runs_repo)
+            tar = self.work / "bundle.tar"
             try:
-                stage(self.sessions, tar, self.work, self.log.say)
+                stage(self.sessions, bundle(spec, tar, self.opts.runs_repo), self.work,
+                      self.log.say)
             finally:
                 tar.unlink(missing_ok=True)
             if self.secrets:

@@ -88,6 +88,7 @@ class Transfer:
         self.sent = 0
         self.started = self.last_sent = time.monotonic()
         self.reported = False
+        self.stopped: str | None = None
         self.stops: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -124,8 +125,11 @@ class Transfer:
         while not self._done.wait(PROGRESS_EVERY_S):
             self.reported = True
             self._report("sending:")
-            stalled = time.monotonic() - self.last_sent > STALL_TIMEOUT_S
-            if stalled or INTERRUPTS.signum is not None:
+            if time.monotonic() - self.last_sent > STALL_TIMEOUT_S:
+                self.stopped = f"no progress for {STALL_TIMEOUT_S:g}s"
+            elif INTERRUPTS.signum is not None:
+                self.stopped = "composer was interrupted"
+            if self.stopped is not None:
                 with self._lock:
                     stops = list(self.stops)
                 for stop in stops:
@@ -153,7 +157,9 @@ def _send_ssh(session: Session, command: str, tar: Path, known: Path,
         output.seek(0)
         text = output.read().decode("utf-8", "replace").strip()
     if code != 0:
-        raise SSHError(session.node.name, f"{command!r} failed (exit {code}): {text[-2000:]}")
+        why = f" (stopped: {transfer.stopped})" if transfer.stopped else ""
+        raise SSHError(session.node.name,
+                       f"{command!r} failed (exit {code}){why}: {text[-2000:]}")
 
 
 def _send_paramiko(session: Session, command: str, tar: Path, transfer: Transfer) -> None:

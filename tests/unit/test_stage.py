@@ -265,6 +265,7 @@ def test_a_signal_stops_the_senders(monkeypatch: pytest.MonkeyPatch) -> None:
     with staging.Transfer(1, 1, None) as transfer:
         transfer.on_stop(stopped.set)
         assert stopped.wait(2.0)
+    assert transfer.stopped == "composer was interrupted"
 
 
 def test_a_stalled_transfer_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -274,3 +275,4 @@ def test_a_stalled_transfer_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     with staging.Transfer(1, 1, None) as transfer:
         transfer.on_stop(stopped.set)
         assert stopped.wait(2.0)
+    assert transfer.stopped == "no progress for 0.05s"
