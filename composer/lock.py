@@ -11,20 +11,66 @@ these pins before it spends anything.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from composer import __version__, containers
-from composer.hashing import file_sha256, tree_files, tree_sha256
+from composer.hashing import file_sha256, files_sha256, tree_files, tree_sha256
 from composer.modules import ModulePin, pins_for_target
+from composer.paths import composer_home
 from composer.spec import Spec
 
 LOCK_SCHEMA_VERSION = 1
 CODE_EXCLUDE = frozenset(
-    {".git", "__pycache__", ".venv", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+    {".git", "__pycache__", ".venv", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".composer"}
 )
+"""Names never shipped nor pinned, at any depth of the code directory."""
+
+
+@dataclass(frozen=True)
+class CodeTree:
+    """What of a ``[code]`` directory is shipped to the nodes and pinned in the lock.
+
+    One decision for the bundle, the content hash, the per-file hashes and git's
+    dirty/untracked state: every name in ``CODE_EXCLUDE`` at any depth, and the
+    directories composer itself writes (``skip``, relative to ``root``): the runs
+    repository and composer's home when they lie inside the code directory.
+    """
+
+    root: Path
+    skip: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, root: Path, runs_repo: Path | None = None) -> CodeTree:
+        owned = [composer_home()] + ([runs_repo] if runs_repo is not None else [])
+        real_root = Path(os.path.realpath(root))
+        skip = []
+        for path in owned:
+            real = Path(os.path.realpath(path))
+            if real != real_root and real.is_relative_to(real_root):
+                skip.append(real.relative_to(real_root).as_posix())
+        return cls(root, tuple(sorted(set(skip))))
+
+    def files(self) -> list[Path]:
+        """Every shipped file, in a stable order."""
+        return tree_files(self.root, CODE_EXCLUDE, frozenset(self.skip))
+
+    def excluded(self, rel: str) -> bool:
+        """Whether ``rel`` (a POSIX path relative to ``root``) is left out."""
+        rel = rel.strip("/")
+        if any(part in CODE_EXCLUDE for part in rel.split("/")):
+            return True
+        return any(rel == s or rel.startswith(s + "/") for s in self.skip)
+
+    def pathspecs(self) -> list[str]:
+        """The same exclusions as git pathspecs, relative to ``root``."""
+        specs = [f":(exclude,literal){s}" for s in self.skip]
+        for name in sorted(CODE_EXCLUDE):
+            specs += [f":(exclude,glob)**/{name}", f":(exclude,glob)**/{name}/**"]
+        return specs
 
 
 @dataclass(frozen=True)
@@ -79,8 +125,13 @@ def _git(cwd: Path, *args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def git_pin(path: Path) -> dict[str, Any] | None:
-    """Commit, tree and dirtiness of ``path`` when it is inside a git work tree."""
+def git_pin(path: Path, shipped: CodeTree | None = None) -> dict[str, Any] | None:
+    """Commit, tree and dirtiness of ``path`` when it is inside a git work tree.
+
+    Dirtiness and the untracked files hashed count only what ``shipped`` ships.
+    """
+    shipped = shipped or CodeTree(path)
+    scope = ["--", ".", *shipped.pathspecs()]
     top = _git(path, "rev-parse", "--show-toplevel")
     commit = _git(path, "rev-parse", "HEAD")
     if not top or not commit:
@@ -88,7 +139,7 @@ def git_pin(path: Path) -> dict[str, Any] | None:
     rel = path.resolve().relative_to(Path(top.strip()).resolve()).as_posix()
     spec = f"HEAD:{rel}" if rel != "." else "HEAD^{tree}"
     tree = _git(path, "rev-parse", spec)
-    status = _git(path, "status", "--porcelain", "--", ".") or ""
+    status = _git(path, "status", "--porcelain", *scope) or ""
     pin: dict[str, Any] = {
         "commit": commit.strip(),
         "tree": tree.strip() if tree else None,
@@ -96,24 +147,32 @@ def git_pin(path: Path) -> dict[str, Any] | None:
         "dirty": bool(status.strip()),
     }
     if pin["dirty"]:
-        digest = hashlib.sha256((_git(path, "diff", "HEAD", "--", ".") or "").encode())
-        untracked = _git(path, "ls-files", "--others", "--exclude-standard", "-z", "--", ".")
+        digest = hashlib.sha256((_git(path, "diff", "HEAD", *scope) or "").encode())
+        untracked = _git(path, "ls-files", "--others", "--exclude-standard", "-z", *scope)
         for name in sorted(filter(None, (untracked or "").split("\0"))):
-            digest.update(f"\0{name}\0{file_sha256(path / name)}".encode())
+            if shipped.excluded(name):
+                continue
+            # A nested repository is listed as one directory ("name/").
+            sha = (tree_sha256(path / name, CODE_EXCLUDE) if name.endswith("/")
+                   else file_sha256(path / name))
+            digest.update(f"\0{name}\0{sha}".encode())
         pin["diff_sha256"] = digest.hexdigest()
     return pin
 
 
-def pin_code(spec: Spec) -> CodePin | None:
-    if spec.code.path is None:
+def code_tree(spec: Spec, runs_repo: Path | None = None) -> CodeTree | None:
+    """The spec's shipped code directory, less what composer writes (None: no code)."""
+    return None if spec.code.path is None else CodeTree.of(spec.code.path, runs_repo)
+
+
+def pin_code(spec: Spec, runs_repo: Path | None = None) -> CodePin | None:
+    tree = code_tree(spec, runs_repo)
+    if tree is None:
         return None
-    root = spec.code.path
+    root = tree.root
     rel = root.relative_to(spec.base_dir).as_posix()
-    files = {
-        f.relative_to(root).as_posix(): file_sha256(f)
-        for f in tree_files(root, exclude=CODE_EXCLUDE)
-    }
-    return CodePin(rel, tree_sha256(root, exclude=CODE_EXCLUDE), git_pin(root), files)
+    files = {f.relative_to(root).as_posix(): file_sha256(f) for f in tree.files()}
+    return CodePin(rel, files_sha256(root, files), git_pin(root, tree), files)
 
 
 def pin_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
@@ -136,14 +195,19 @@ def pin_container(spec: Spec) -> dict[str, Any] | None:
 
 
 def resolve(spec: Spec, engine: str, terraform_version: str,
-            container: dict[str, Any] | None = None) -> Lock:
-    """Every pin of ``spec``; ``container`` is an image pin already taken (else taken here)."""
+            container: dict[str, Any] | None = None, *,
+            runs_repo: Path | None = None) -> Lock:
+    """Every pin of ``spec``; ``container`` is an image pin already taken (else taken here).
+
+    ``runs_repo`` is the run's runs repository: when it lies inside the code
+    directory it is neither shipped nor pinned (see ``CodeTree``).
+    """
     return Lock(
         composer=__version__,
         engine=engine,
         terraform=terraform_version,
         modules=pins_for_target(spec.cluster.target),
-        code=pin_code(spec),
+        code=pin_code(spec, runs_repo),
         inputs=pin_inputs(spec),
         target={"name": spec.cluster.target, "resolved": {}},
         job_path=str(spec.source),

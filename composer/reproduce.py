@@ -164,7 +164,8 @@ def _code_files(old_lock: dict[str, Any], new_lock: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def check_drift(recorded: Recorded, job: Path, engine: Engine) -> tuple[Spec, Lock, list[Drift]]:
+def check_drift(recorded: Recorded, job: Path, engine: Engine,
+                runs_repo: Path | None = None) -> tuple[Spec, Lock, list[Drift]]:
     """The recorded spec (resolved against ``job``'s directory), today's lock, and drift."""
     drifts: list[Drift] = []
     current = job.read_text(encoding="utf-8") if job.exists() else ""
@@ -172,7 +173,7 @@ def check_drift(recorded: Recorded, job: Path, engine: Engine) -> tuple[Spec, Lo
         drifts.append(Drift("spec", str(job), "recorded job.toml", "current job.toml",
                             unified(recorded.text, current, "job.toml")))
     spec = parse_spec(recorded.text, job)
-    lock = resolve(spec, engine.name, engine.version)
+    lock = resolve(spec, engine.name, engine.version, runs_repo=runs_repo)
     drifts += pin_drift(recorded.lock, json.loads(dump_json(lock.to_dict())))
     with tempfile.TemporaryDirectory(prefix="composer-rerender-") as tmp:
         fresh = render(spec, lock.modules, Path(tmp) / "infra")
@@ -243,7 +244,7 @@ def reproduce(ref: str | None, opts: RunOptions, job: Path | None = None,
         recorded = Recorded.load(repo, run_id, Path(tmp) / "record")
         name = engine or (recorded.lock.get("terraform") or {}).get("engine") or "embedded"
         tf = make_engine(name)
-        spec, _, drifts = check_drift(recorded, job_path(recorded, job), tf)
+        spec, _, drifts = check_drift(recorded, job_path(recorded, job), tf, opts.runs_repo)
         if drifts and not allow_drift:
             raise DriftError(run_id, drifts)
         found: dict[str, Any] = {}

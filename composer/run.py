@@ -199,7 +199,12 @@ class Run:
             facts = fan_out(lambda s: node_facts.gather(s, path), self.sessions)
             write_json(self.staged / "facts.json", {"nodes": facts})
         with self.stage("stage"):
-            stage(self.sessions, bundle(spec))
+            tar = self.work / "bundle.tar"
+            try:
+                stage(self.sessions, bundle(spec, tar, self.opts.runs_repo), self.work,
+                      self.log.say)
+            finally:
+                tar.unlink(missing_ok=True)
             if self.secrets:
                 text = self.secrets.shell_file()
                 fan_out(lambda s: put_text(s, f"{s.node.work_dir}/{SECRETS_FILE}", text, 0o600),
@@ -232,7 +237,8 @@ class Run:
 
     def _render(self) -> None:
         spec = self.spec
-        lock = resolve(spec, self.engine.name, self.engine.version, self.image)
+        lock = resolve(spec, self.engine.name, self.engine.version, self.image,
+                       runs_repo=self.opts.runs_repo)
         if self.replay is None:
             infra = render(spec, lock.modules, self.staged / "infra")
         else:
