@@ -270,7 +270,8 @@ class Session:
 
     def _signal(self, channel: paramiko.Channel, name: str,
                 kill: Callable[[str], str] | None) -> None:
-        send_signal(channel, name)
+        if self.user != "root":  # sshd refuses signals to root's sessions
+            send_signal(channel, name)
         if kill is None:
             return
         try:

@@ -27,7 +27,9 @@ class Secrets:
     def __init__(self, values: dict[str, str]) -> None:
         self.values = dict(values)
         self._needles = sorted(_needles(values.values()), key=len, reverse=True)
-        self._longest = max((len(n) for n in self._needles), default=0)
+        # Output is cut into lines before it is redacted: only these can occur in one.
+        self._in_line = [n for n in self._needles if b"\n" not in n and b"\r" not in n]
+        self._longest = max((len(n) for n in self._in_line), default=0)
 
     @classmethod
     def from_environ(cls, names: Iterable[str]) -> Secrets:
@@ -60,11 +62,9 @@ class Secrets:
         """How many bytes at the end of ``data`` could be the start of a secret that
         continues in the next piece: the longest suffix that is a proper prefix of a
         needle. A stream cut mid-line holds these bytes back until it knows more."""
-        if not self._needles:
-            return 0
         window = data[-(self._longest - 1):] if self._longest > 1 else b""
         best = 0
-        for needle in self._needles:
+        for needle in self._in_line:
             start = max(0, len(window) - len(needle) + 1)
             while (at := window.find(needle[:1], start)) != -1:
                 if needle.startswith(window[at:]):
