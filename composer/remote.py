@@ -225,10 +225,11 @@ class Session:
         """Run ``command`` (a shell string); stream merged output; return the exit code.
 
         ``on_line`` gets the output split into lines (see ``LineSplitter``). When
-        ``stop`` is set, or the ``timeout`` passes, the command is signalled (TERM,
-        then KILL after ``STOP_GRACE_S``): through the channel, which sshd honours
-        for users other than root, and with ``kill(signal)``, a shell command run on
-        the node beside it. A stopped command's code is returned (-1 after a signal).
+        ``stop`` is set the command is signalled (TERM, then KILL after
+        ``STOP_GRACE_S``) and the code it ends with is returned (-1 after a signal);
+        when ``timeout`` passes it gets TERM and TimeoutError is raised. Signals go
+        through the channel, which sshd honours for users other than root, and with
+        ``kill(signal)``, a shell command run on the node beside it.
         """
         channel = self._require().get_transport().open_session()  # type: ignore[union-attr]
         channel.set_combine_stderr(True)
