@@ -87,10 +87,11 @@ def up(
     debug: DebugOpt = False,
 ) -> None:
     """Render, apply, run, collect, destroy, and commit the run's record."""
+    from composer.result import NO_OUTCOME
     from composer.run import Run, RunOptions
     from composer.spec import load_spec
 
-    empty = {"run_id": None, "status": "invalid", "record": None}
+    empty = {**NO_OUTCOME, "status": "invalid"}
     spec = _call(lambda: load_spec(job), as_json, debug, empty)
     opts = RunOptions(
         runs_repo=_repo_path(runs_repo, spec.record.repo), engine=engine, keep=keep,

@@ -13,12 +13,14 @@ import shlex
 import shutil
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from composer.errors import UsageError
 from composer.remote import Node, Session
 from composer.secrets import Secrets
 
@@ -29,14 +31,18 @@ PRELUDE = (
     'export COMPOSER_OUTPUT_DIR="$COMPOSER_WORK_DIR/outputs" && exec "$@"'
 )
 DAEMON_FAILED = b"A daemon failed to report back"
+PID_FILE = ".composer-launch.pid"
 TAG = re.compile(rb"^\[(\d+),(\d+)\]<(stdout|stderr)>: ?(.*)$")
 
 
 @dataclass(frozen=True)
 class JobResult:
+    """``failed_node`` failed first; ``stopped`` were stopped because it did (fail_fast)."""
+
     exit_code: int
     node_exit_codes: tuple[int, ...]
     failed_node: str | None = None
+    stopped: tuple[str, ...] = ()
 
 
 def workload_argv(command: Sequence[str] | str, name: str = "composer-run") -> list[str]:
@@ -50,8 +56,17 @@ def env_prefix(env: Mapping[str, str]) -> str:
 
 
 def ssh_command(env: Mapping[str, str], command: Sequence[str] | str) -> str:
-    """The shell line the ssh launcher runs on one node."""
-    return f"{env_prefix(env)} {shlex.join(workload_argv(command))}"
+    """The shell line the ssh launcher runs on one node. sshd starts it as the leader
+    of its own process group; its pid goes to ``PID_FILE`` so ``kill_command`` can
+    stop the whole group (the workload and what it started)."""
+    record = f'{{ echo $$ > "$COMPOSER_WORK_DIR/{PID_FILE}"; }} 2>/dev/null; '
+    return f"{record}exec {env_prefix(env)} {shlex.join(workload_argv(command))}"
+
+
+def kill_command(signal: str) -> str:
+    """A shell line that sends ``signal`` to the process group ``ssh_command`` started."""
+    return (f'p=$(cat "$COMPOSER_WORK_DIR/{PID_FILE}") && '
+            f'{{ kill -{signal} -- -"$p" 2>/dev/null || kill -{signal} -"$p"; }}')
 
 
 def hostfile(nodes: Sequence[Node]) -> str:
@@ -85,43 +100,216 @@ def mpirun_argv(
     return [*argv, *extra, *workload_argv(command, "composer-rank")]
 
 
+PROGRESS_S = 1.0
+HEARTBEAT_ENV = "COMPOSER_HEARTBEAT_S"
+HEARTBEAT_S = 60.0
+
+
+@dataclass
+class _Stream:
+    """One log's state: its file (opened on first use) and the line being written."""
+
+    file: IO[bytes]
+    carry: bytes = b""  # the end of a cut line held back: it may start a secret
+    length: int = 0  # bytes of the current line written so far (a cut line)
+    shown: int = 0  # of which the terminal showed this many
+    progress_at: float = -PROGRESS_S  # when a \r update was last shown
+
+
 class Streams:
-    """Workload output: to the terminal (prefixed) and to one log per node."""
+    """Workload output: to the terminal (prefixed) and to one log per node.
+
+    Every line is redacted before it is written anywhere. The node log keeps every
+    byte the workload wrote (line ends included, ``\\r`` too). The terminal shows a
+    ``\\r``-terminated progress update at most once per ``PROGRESS_S`` per stream and
+    at most the first ``LINE_CAP`` bytes of a line, then says where the rest is. A log
+    is created when its stream first writes, except those named up front.
+    """
 
     def __init__(self, log_dir: Path, names: Sequence[str], echo: IO[str] | None,
                  secrets: Secrets | None = None) -> None:
         self.secrets = secrets or Secrets({})
+        self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
-        # Held open for the whole launch; close() releases them.
-        self.files = {name: open(log_dir / f"{name}.log", "ab") for name in names}  # noqa: SIM115
+        self.streams: dict[str, _Stream] = {}
+        for name in names:
+            self._stream(name)
         self.echo = echo
+        self.active: dict[str, None] = {}
+        self.last_output: float | None = None
         self._lock = threading.Lock()
 
-    def line(self, name: str, text: bytes, echo_prefix: str | None = None) -> None:
-        text = self.secrets.redact_bytes(text)
+    def _stream(self, name: str) -> _Stream:
+        stream = self.streams.get(name)
+        if stream is None:
+            # Held open for the whole launch; close() releases them.
+            stream = _Stream(open(self.log_dir / f"{name}.log", "ab"))  # noqa: SIM115
+            self.streams[name] = stream
+        return stream
+
+    def started(self, name: str) -> None:
         with self._lock:
-            self.files[name].write(text + b"\n")
-            self.files[name].flush()
+            self.active[name] = None
+
+    def ended(self, name: str) -> None:
+        with self._lock:
+            self.active.pop(name, None)
+
+    def line(self, name: str, data: bytes, end: bytes | None = b"\n",
+             echo_prefix: str | None = None) -> None:
+        """One line (``end`` its terminator, see ``LineSplitter``) of stream ``name``."""
+        with self._lock:
+            stream = self._stream(name)
+            data = stream.carry + data
+            stream.carry = b""
+            if end is None:
+                hold = self.secrets.unsafe_tail(data)
+                if hold:
+                    data, stream.carry = data[:-hold], data[-hold:]
+            text = self.secrets.redact_bytes(data)
+            stream.file.write(text + (end or b""))
+            stream.file.flush()
+            self.last_output = time.monotonic()
             if self.echo is not None:
                 prefix = echo_prefix if echo_prefix is not None else f"[{name}] "
-                self.echo.write(prefix + text.decode("utf-8", "replace") + "\n")
-                self.echo.flush()
+                self._show(name, stream, prefix, text, end)
+
+    def _show(self, name: str, stream: _Stream, prefix: str, text: bytes,
+              end: bytes | None) -> None:
+        assert self.echo is not None
+        first = stream.length == 0
+        stream.length += len(text)
+        if first and end is None:
+            stream.shown = len(text)
+            self._echo(prefix, text)
+            return
+        if end is None:
+            return
+        if not first:
+            self._echo(prefix, b"" if stream.shown else text,
+                       f"(line cut at {stream.shown} of {stream.length} bytes on the terminal;"
+                       f" all of it is in logs/{name}.log)")
+            stream.length = stream.shown = 0
+            return
+        stream.length = 0
+        if end == b"\r":
+            now = time.monotonic()
+            if not text or now - stream.progress_at < PROGRESS_S:
+                return
+            stream.progress_at = now
+        self._echo(prefix, text)
+
+    def _echo(self, prefix: str, text: bytes, note: str = "") -> None:
+        assert self.echo is not None
+        shown = text.decode("utf-8", "replace").replace("\r", "")
+        if note:
+            shown = f"{shown} {note}" if shown else note
+        self.echo.write(prefix + shown + "\n")
+        self.echo.flush()
 
     def close(self) -> None:
-        for fh in self.files.values():
-            fh.close()
+        with self._lock:
+            for stream in self.streams.values():
+                # A cut line whose end never came: what was held back, redacted.
+                stream.file.write(self.secrets.redact_bytes(stream.carry))
+                stream.carry = b""
+                stream.file.close()
+
+    def snapshot(self) -> tuple[list[str], float | None]:
+        """Who is running now, and when the last output came."""
+        with self._lock:
+            return list(self.active), self.last_output
+
+
+def heartbeat_interval(environ: Mapping[str, str]) -> float:
+    """Seconds between 'still running' lines: ``COMPOSER_HEARTBEAT_S``, else 60."""
+    raw = environ.get(HEARTBEAT_ENV)
+    if raw is None or raw == "":
+        return HEARTBEAT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise UsageError(f"{HEARTBEAT_ENV}={raw!r}: must be a number of seconds above 0",
+                         hint=f"unset {HEARTBEAT_ENV} for a line every minute")
+    return value
+
+
+def human_duration(seconds: float) -> str:
+    """``45s``, ``2m``, ``1m40s``, ``3h``, ``1h05m``, ``24h``, ``2d``, ``3d6h``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m" + (f"{s % 60}s" if s % 60 else "")
+    if s < 2 * 86400:
+        return f"{s // 3600}h" + (f"{s % 3600 // 60:02d}m" if s % 3600 // 60 else "")
+    return f"{s // 86400}d" + (f"{s % 86400 // 3600}h" if s % 86400 // 3600 else "")
+
+
+class Heartbeat:
+    """While the workload runs, a line every ``interval`` seconds: elapsed time, who is
+    still running, and how long ago the last output came."""
+
+    def __init__(self, say: Callable[[str], None], streams: Streams, interval: float) -> None:
+        self.say, self.streams, self.interval = say, streams, interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+        self._started = time.monotonic()
+
+    def __enter__(self) -> Heartbeat:
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def message(self, now: float) -> str:
+        active, last = self.streams.snapshot()
+        who = (", ".join(active) if len(active) <= 8 else f"{len(active)} nodes") + " active"
+        heard = "no output yet" if last is None else \
+            f"last output {human_duration(now - last)} ago"
+        return f"[run] still running after {human_duration(now - self._started)} ({who}; {heard})"
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.interval):
+            self.say(self.message(time.monotonic()))
 
 
 def run_ssh(sessions: Sequence[Session], envs: Sequence[Mapping[str, str]],
-            command: Sequence[str] | str, streams: Streams, timeout: float | None) -> JobResult:
-    """The command on every node at once; the first failing node decides the exit code."""
+            command: Sequence[str] | str, streams: Streams, timeout: float | None,
+            fail_fast: bool = True) -> JobResult:
+    """The command on every node at once. The first node to fail (in time) decides the
+    exit code; with ``fail_fast`` the other nodes' workloads are stopped then."""
+    stop = threading.Event()
+    lock = threading.Lock()
+    failed: list[int] = []
+    stopped: list[int] = []
 
     def one(i: int) -> int:
         name = sessions[i].node.name
-        return sessions[i].run(
-            ssh_command(envs[i], command), on_line=lambda ln: streams.line(name, ln),
-            timeout=timeout,
-        )
+        streams.started(name)
+        try:
+            code = sessions[i].run(
+                ssh_command(envs[i], command), timeout=timeout, stop=stop, kill=kill_command,
+                on_line=lambda data, end: streams.line(name, data, end),
+            )
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            streams.ended(name)
+        with lock:
+            if code != 0 and stop.is_set() and failed:
+                stopped.append(i)
+            elif code != 0:
+                failed.append(i)
+                if fail_fast:
+                    stop.set()
+        return code
 
     pool = ThreadPoolExecutor(max_workers=len(sessions))
     try:
@@ -133,11 +321,13 @@ def run_ssh(sessions: Sequence[Session], envs: Sequence[Mapping[str, str]],
                 raise error
         codes = tuple(f.result() for f in futures)
     finally:
+        stop.set()  # an error or a signal: no workload is left running
         pool.shutdown(wait=False, cancel_futures=True)
-    failed = next((i for i, c in enumerate(codes) if c != 0), None)
-    if failed is None:
+    if not failed:
         return JobResult(0, codes)
-    return JobResult(codes[failed], codes, sessions[failed].node.name)
+    names = [s.node.name for s in sessions]
+    return JobResult(codes[failed[0]], codes, names[failed[0]],
+                     tuple(names[i] for i in sorted(stopped)))
 
 
 def run_mpi(head: Session, argv: Sequence[str], env: Mapping[str, str], slots: int,
@@ -145,27 +335,41 @@ def run_mpi(head: Session, argv: Sequence[str], env: Mapping[str, str], slots: i
     """mpirun on the head node; tagged output split into per-node logs.
 
     When Open MPI could not start its daemons and no rank ever ran, the launch
-    (not the workload) failed: it is tried once more, and the log says so.
+    (not the workload) failed: it is tried once more, and the log says so. mpirun
+    itself stops every rank when one fails.
     """
     seen = {"ranks": False, "daemon_failed": False}
+    # Where an untagged piece goes: the rest of a cut line, or the next \r update of a
+    # rank's progress bar (Open MPI tags only what follows a \n).
+    follow: dict[str, tuple[str, str] | None] = {"cut": None, "cr": None}
 
-    def on_line(raw: bytes) -> None:
-        match = TAG.match(raw)
-        if match is None:
+    def on_line(raw: bytes, end: bytes | None) -> None:
+        dest = follow["cut"]
+        match = TAG.match(raw) if dest is None else None
+        if match is not None:
+            seen["ranks"] = True
+            rank = int(match.group(2))
+            dest = (names[min(rank // max(slots, 1), len(names) - 1)], f"[rank {rank}] ")
+            raw = match.group(4)
+        elif dest is None:
+            dest = follow["cr"]
+        if dest is None:
             seen["daemon_failed"] |= DAEMON_FAILED in raw
-            streams.line("mpirun", raw, echo_prefix="")
-            return
-        seen["ranks"] = True
-        rank = int(match.group(2))
-        node = names[min(rank // max(slots, 1), len(names) - 1)]
-        streams.line(node, match.group(4), echo_prefix=f"[rank {rank}] ")
+            dest = ("mpirun", "")
+        follow["cut"] = dest if end is None else None
+        follow["cr"] = dest if end == b"\r" and dest[0] != "mpirun" else None
+        streams.line(dest[0], raw, end, echo_prefix=dest[1])
 
     command = f"{env_prefix(env)} {shlex.join(workload_argv(list(argv), 'composer-mpirun'))}"
-    code = head.run(command, on_line=on_line, timeout=timeout)
-    if code != 0 and seen["daemon_failed"] and not seen["ranks"]:
-        streams.line("mpirun", b"composer: mpirun could not start its daemons; launching again",
-                     echo_prefix="")
+    streams.started("mpirun")
+    try:
         code = head.run(command, on_line=on_line, timeout=timeout)
+        if code != 0 and seen["daemon_failed"] and not seen["ranks"]:
+            streams.line("mpirun", b"composer: mpirun could not start its daemons; "
+                         b"launching again", echo_prefix="")
+            code = head.run(command, on_line=on_line, timeout=timeout)
+    finally:
+        streams.ended("mpirun")
     return JobResult(code, (code,), None if code == 0 else head.node.name)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import getpass
+import io
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -53,6 +55,112 @@ def fan_out(fn: Callable[[T], R], items: Iterable[T], workers: int = 64) -> list
         return []
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
         return list(pool.map(fn, items))
+
+
+LINE_CAP = 64 * 1024
+STOP_GRACE_S = 5.0
+LineSink = Callable[[bytes, bytes | None], None]
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class LineSplitter:
+    """Bytes in, lines out, in time linear in the input and memory bounded by ``cap``.
+
+    ``emit(data, end)`` gets each line without its terminator; ``end`` is the
+    terminator (``b"\\n"``, ``b"\\r\\n"``, or ``b"\\r"``: a progress bar's update
+    counts as a line), ``b""`` for a last line without one, or None for a piece of a
+    line longer than ``cap`` whose rest follows. ``data + end`` over all calls is the
+    input, byte for byte.
+    """
+
+    def __init__(self, emit: LineSink, cap: int = LINE_CAP) -> None:
+        self.emit, self.cap = emit, cap
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.cr = False  # the held line ended with \r, and a \n may follow in the next chunk
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        start = 0
+        if self.cr:
+            self.cr = False
+            lf = chunk.startswith(b"\n")
+            self._flush(b"\r\n" if lf else b"\r")
+            start = 1 if lf else 0
+        for match in _LINE_END.finditer(chunk, start):
+            if match.end() == len(chunk) and match.group() == b"\r":
+                self._hold(chunk[start:match.start()])
+                self.cr = True
+                return
+            self._hold(chunk[start:match.start()])
+            self._flush(match.group())
+            start = match.end()
+        self._hold(chunk[start:])
+
+    def close(self) -> None:
+        if self.cr:
+            self.cr = False
+            self._flush(b"\r")
+        elif self.size:
+            self._flush(b"")
+
+    def _hold(self, data: bytes) -> None:
+        if not data:
+            return
+        self.pieces.append(data)
+        self.size += len(data)
+        if self.size > self.cap:
+            line = b"".join(self.pieces)
+            cut = len(line) - len(line) % self.cap
+            for at in range(0, cut, self.cap):
+                self.emit(line[at:at + self.cap], None)
+            rest = line[cut:]
+            self.pieces, self.size = ([rest] if rest else []), len(rest)
+
+    def _flush(self, end: bytes) -> None:
+        line = b"".join(self.pieces)
+        self.pieces, self.size = [], 0
+        self.emit(line, end)
+
+
+def send_signal(channel: paramiko.Channel, name: str) -> None:
+    """Ask sshd to signal the command's process group (RFC 4254 6.9; OpenSSH puts
+    every session in its own process group)."""
+    if channel.closed:
+        return
+    message = paramiko.Message()
+    message.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+    message.add_int(channel.remote_chanid)
+    message.add_string("signal")
+    message.add_boolean(False)
+    message.add_string(name)
+    try:
+        channel.transport._send_user_message(message)  # type: ignore[union-attr]
+    except (OSError, EOFError, paramiko.SSHException):
+        return
+
+
+class _Stopping:
+    """A command being stopped: TERM at once, KILL after the grace time, then give up."""
+
+    def __init__(self, signal: Callable[[str], None]) -> None:
+        self.signal = signal
+        self.started = time.monotonic()
+        self.killed = False
+        self.gave_up = False
+        signal("TERM")
+
+    def step(self) -> bool:
+        """True once there is no point in waiting any longer."""
+        waited = time.monotonic() - self.started
+        if not self.killed and waited > STOP_GRACE_S:
+            self.killed = True
+            self.signal("KILL")
+        if waited > 2 * STOP_GRACE_S:
+            self.gave_up = True
+            return True
+        return False
 
 
 class Session:
@@ -111,42 +219,66 @@ class Session:
         return self.client
 
     def run(self, command: str, out: IO[bytes] | None = None,
-            on_line: Callable[[bytes], None] | None = None,
-            timeout: float | None = None) -> int:
-        """Run ``command`` (a shell string); stream merged output; return the exit code."""
+            on_line: LineSink | None = None,
+            timeout: float | None = None, stop: threading.Event | None = None,
+            kill: Callable[[str], str] | None = None) -> int:
+        """Run ``command`` (a shell string); stream merged output; return the exit code.
+
+        ``on_line`` gets the output split into lines (see ``LineSplitter``). When
+        ``stop`` is set the command is signalled (TERM, then KILL after
+        ``STOP_GRACE_S``) and the code it ends with is returned (-1 after a signal);
+        when ``timeout`` passes it gets TERM and TimeoutError is raised. Signals go
+        through the channel, which sshd honours for users other than root, and with
+        ``kill(signal)``, a shell command run on the node beside it.
+        """
         channel = self._require().get_transport().open_session()  # type: ignore[union-attr]
         channel.set_combine_stderr(True)
         channel.exec_command(command)
         channel.shutdown_write()
         deadline = None if timeout is None else time.monotonic() + timeout
-        pending = b""
+        splitter = LineSplitter(on_line) if on_line is not None else None
+        stopping: _Stopping | None = None
         while True:
             if channel.recv_ready():
                 chunk = channel.recv(65536)
                 if out is not None:
                     out.write(chunk)
                     out.flush()
-                if on_line is not None:
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        on_line(line)
+                if splitter is not None:
+                    splitter.feed(chunk)
                 continue
             if channel.exit_status_ready() and not channel.recv_ready():
                 break
             if channel.closed or not channel.get_transport().is_active():
                 raise SSHError(self.node.name, "connection to the node was lost")
-            if deadline is not None and time.monotonic() > deadline:
+            if stop is not None and stop.is_set():
+                stopping = stopping or _Stopping(lambda sig: self._signal(channel, sig, kill))
+                if stopping.step():
+                    break
+            elif deadline is not None and time.monotonic() > deadline:
+                self._signal(channel, "TERM", kill)
                 channel.close()
                 raise TimeoutError(f"{self.node.name}: command timed out")
             channel.status_event.wait(0.05)
-        if on_line is not None and pending:
-            on_line(pending)
-        code = channel.recv_exit_status()
+        if splitter is not None:
+            splitter.close()
+        code = -1 if stopping is not None and stopping.gave_up else channel.recv_exit_status()
         channel.close()
-        if code == -1 and not channel.get_transport().is_active():  # type: ignore[union-attr]
+        if code == -1 and stopping is None and \
+                not channel.get_transport().is_active():  # type: ignore[union-attr]
             raise SSHError(self.node.name, "connection to the node was lost")
         return code
+
+    def _signal(self, channel: paramiko.Channel, name: str,
+                kill: Callable[[str], str] | None) -> None:
+        if self.user != "root":  # sshd refuses signals to root's sessions
+            send_signal(channel, name)
+        if kill is None:
+            return
+        try:
+            self.run(kill(name), out=io.BytesIO(), timeout=10)
+        except (SSHError, TimeoutError, OSError, EOFError, paramiko.SSHException):
+            return
 
     def push(self, command: str, data: bytes, timeout: float = 300.0) -> None:
         """Run ``command`` with ``data`` on its stdin (for instance ``tar -x``)."""
@@ -167,8 +299,6 @@ class Session:
 
     def check(self, command: str, timeout: float = 120.0) -> str:
         """Run ``command``; return its output; SSHError when it fails."""
-        import io
-
         buf = io.BytesIO()
         code = self.run(command, out=buf, timeout=timeout)
         text = buf.getvalue().decode("utf-8", "replace")

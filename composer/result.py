@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ from composer.spec import Spec
 from composer.state import RunState
 
 RESULT_SCHEMA_VERSION = 1
+MARKER_ROOM = 160  # bytes of a capped log left for the line that says what was cut
 
 
 def new_run_id() -> str:
@@ -42,15 +45,30 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunOutcome:
+    """What ``up`` answers. ``exit_code`` is composer's own exit status (the README's
+    table); ``workload_exit_code`` is what the workload exited with on ``failed_node``
+    (0 when it succeeded, None when it never finished)."""
+
     run_id: str
     status: str
     exit_code: int
     record: str | None
     error: str | None = None
+    workload_exit_code: int | None = None
+    failed_node: str | None = None
+    stage: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "status": self.status,
-                "exit_code": self.exit_code, "record": self.record}
+        return {"run_id": self.run_id, "status": self.status, "exit_code": self.exit_code,
+                "record": self.record, "error": self.error,
+                "workload_exit_code": self.workload_exit_code,
+                "failed_node": self.failed_node, "stage": self.stage}
+
+
+# The keys of ``up --json`` when there is no run to describe (a bad spec, an error
+# before the run started), so that every answer has the same keys.
+NO_OUTCOME: dict[str, Any] = {"run_id": None, "record": None, "workload_exit_code": None,
+                              "failed_node": None, "stage": None}
 
 
 class Reporter:
@@ -59,19 +77,88 @@ class Reporter:
     def __init__(self, err: IO[str], log_path: Path, secrets: Secrets | None = None) -> None:
         self.err = err
         self.secrets = secrets or Secrets({})
+        self._lock = threading.Lock()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def say(self, text: str) -> None:
+        """One message (several lines at most), redacted, on stderr and in the log.
+        Called from the heartbeat thread too."""
         text = self.secrets.redact(text)
-        line = f"composer: {text}"
-        self.err.write(line + "\n")
-        self.err.flush()
-        self.log.write(f"{now_iso()} {text}\n")
-        self.log.flush()
+        with self._lock:
+            self.err.write(f"composer: {text}\n")
+            self.err.flush()
+            self.log.write(f"{now_iso()} {text}\n")
+            self.log.flush()
 
     def close(self) -> None:
         self.log.close()
+
+
+class RedactedLog(io.TextIOBase):
+    """A text log (terraform.log) that masks secret values: text is held until its line
+    ends, so that a value written in two calls is still masked."""
+
+    def __init__(self, path: Path, secrets: Secrets) -> None:
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self.secrets = secrets
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        head, newline, tail = (self.pending + text).rpartition("\n")
+        if newline:
+            self.file.write(self.secrets.redact(head + newline))
+        self.pending = tail
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self.pending:
+            self.file.write(self.secrets.redact(self.pending))
+            self.pending = ""
+        super().close()
+        self.file.close()
+
+
+def cap_log(path: Path, limit: int) -> dict[str, int] | None:
+    """Keep the head and the tail of a log over ``limit`` bytes, cut at line ends where
+    it can, with a line saying how much was cut in between; None when under the limit.
+    The file is rewritten in place (a writer that appends keeps appending)."""
+    size = path.stat().st_size
+    if size <= limit:
+        return None
+    half = max(0, (limit - MARKER_ROOM) // 2)
+    with open(path, "rb") as fh:
+        head = fh.read(half)
+        fh.seek(size - half)
+        tail = fh.read()
+    if (end := head.rfind(b"\n")) != -1:
+        head = head[:end + 1]
+    if (start := tail.find(b"\n")) != -1 and start + 1 < len(tail):
+        tail = tail[start + 1:]
+    cut = size - len(head) - len(tail)
+    marker = (b"" if not head or head.endswith(b"\n") else b"\n") + (
+        f"[composer: {cut} bytes cut here; the log was {size} bytes,"
+        f" record.max_log_size is {limit}]\n"
+    ).encode()
+    with open(path, "r+b") as fh:
+        fh.write(head + marker + tail)
+        fh.truncate()
+    return {"size": size, "cut": cut}
+
+
+def cap_logs(logs: Path, limit: int) -> dict[str, dict[str, int]]:
+    """``cap_log`` on every log of a staged record; what was cut, by record path."""
+    cut = {}
+    for path in sorted(logs.glob("*.log")) if logs.is_dir() else []:
+        done = cap_log(path, limit)
+        if done is not None:
+            cut[f"logs/{path.name}"] = done
+    return cut
 
 
 @dataclass
@@ -86,9 +173,13 @@ class Result:
     started_at: str
     status: str = "running"
     stage: str | None = None
-    exit_code: int | None = None
+    exit_code: int | None = None  # the workload's (kept under this name for old readers)
+    workload_exit_code: int | None = None
+    composer_exit_code: int | None = None
     failed_node: str | None = None
+    stopped_nodes: list[str] = field(default_factory=list)
     error: str | None = None
+    logs_cut: dict[str, dict[str, int]] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)
     teardown: dict[str, Any] = field(default_factory=lambda: {"status": "not-needed"})
     finished_at: str | None = None

@@ -36,9 +36,11 @@ from composer.record import RunsRepo
 from composer.remote import Node, Session, fan_out, wait_for_ssh
 from composer.render import Infra, render
 from composer.result import (
+    RedactedLog,
     Reporter,
     Result,
     RunOutcome,
+    cap_logs,
     commit_record,
     describe,
     new_run_id,
@@ -113,13 +115,12 @@ class Run:
         self.target.preflight(self.spec.run.launcher)
         self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
+        self.heartbeat_s = launch.heartbeat_interval(os.environ)
         self.work.mkdir(parents=True)
         self.state = new_state(self.run_id, self.spec, self.opts)  # type: ignore[arg-type]
         self.state.save(self.work)
         self.log = Reporter(self.opts.err, self.staged / "logs" / "composer.log", self.secrets)
-        self.tf_log = open(  # noqa: SIM115 - closed when execute() returns
-            self.staged / "logs" / "terraform.log", "a", encoding="utf-8"
-        )
+        self.tf_log = RedactedLog(self.staged / "logs" / "terraform.log", self.secrets)
         c = self.spec.cluster
         self.result = Result(self.run_id, self.spec.job.name, c.nodes, self.spec.run.launcher,
                              self.engine.name, now_iso())
@@ -281,43 +282,54 @@ class Run:
         spec = self.spec
         names = [n.name for n in self.nodes]
         timeout = spec.limits.max_duration
-        streams = launch.Streams(self.staged / "logs", [*names, "mpirun"], self.opts.echo,
-                                 self.secrets)
+        self.log.say(max_duration_line(spec))
+        streams = launch.Streams(self.staged / "logs", names, self.opts.echo, self.secrets)
         try:
-            env = self.base_env()
-            command = spec.run.command
-            if spec.run.launcher == "ssh":
-                if spec.container.enabled:
-                    command = containers.wrap(self.container_run(env, mpi=False), command)
-                envs = [{**env, "COMPOSER_NODE_RANK": str(n.rank)} for n in self.nodes]
-                return launch.run_ssh(self.sessions, envs, command, streams, timeout)
-            head = self.nodes[0]
-            env["COMPOSER_HOSTFILE"] = f"{head.work_dir}/hostfile"
-            if spec.container.enabled:
-                command = containers.wrap(self.container_run(env, mpi=True), command)
-            argv = launch.mpirun_argv(
-                launch.mpirun_path(), env["COMPOSER_HOSTFILE"],
-                f"{head.work_dir}/.ssh/composer-ssh",
-                sum(n.slots for n in self.nodes), [*env, *self.spec.run.secret_env],
-                self.target.mpi_args(),
-                command, as_root=self.sessions[0].user == "root",
-            )
-            return launch.run_mpi(self.sessions[0], argv, env, spec.cluster.slots_per_node,
-                                  names, streams, timeout)
+            with launch.Heartbeat(self.log.say, streams, self.heartbeat_s):
+                return self._launch_with(streams, timeout)
         finally:
             streams.close()
+
+    def _launch_with(self, streams: launch.Streams, timeout: float | None) -> launch.JobResult:
+        spec = self.spec
+        names = [n.name for n in self.nodes]
+        env = self.base_env()
+        command = spec.run.command
+        if spec.run.launcher == "ssh":
+            if spec.container.enabled:
+                command = containers.wrap(self.container_run(env, mpi=False), command)
+            envs = [{**env, "COMPOSER_NODE_RANK": str(n.rank)} for n in self.nodes]
+            return launch.run_ssh(self.sessions, envs, command, streams, timeout,
+                                  spec.run.fail_fast)
+        head = self.nodes[0]
+        env["COMPOSER_HOSTFILE"] = f"{head.work_dir}/hostfile"
+        if spec.container.enabled:
+            command = containers.wrap(self.container_run(env, mpi=True), command)
+        argv = launch.mpirun_argv(
+            launch.mpirun_path(), env["COMPOSER_HOSTFILE"],
+            f"{head.work_dir}/.ssh/composer-ssh",
+            sum(n.slots for n in self.nodes), [*env, *self.spec.run.secret_env],
+            self.target.mpi_args(),
+            command, as_root=self.sessions[0].user == "root",
+        )
+        return launch.run_mpi(self.sessions[0], argv, env, spec.cluster.slots_per_node,
+                              names, streams, timeout)
 
     # -- endings -------------------------------------------------------------
 
     def _settle(self) -> None:
         job = self.job
         assert job is not None
-        self.result.exit_code = job.exit_code
-        self.result.failed_node = job.failed_node
-        self.result.status = "succeeded" if job.exit_code == 0 else "failed"
+        r = self.result
+        r.exit_code = r.workload_exit_code = job.exit_code
+        r.failed_node = job.failed_node
+        r.stopped_nodes = list(job.stopped)
+        r.status = "succeeded" if job.exit_code == 0 else "failed"
         if job.exit_code != 0:
-            self.result.stage = "run"
-            self.result.error = f"workload exited with {job.exit_code} on {job.failed_node}"
+            r.stage = "run"
+            r.error = f"{job.failed_node} exited with {job.exit_code}"
+            if job.stopped:
+                r.error += f"; stopped {', '.join(job.stopped)} (run.fail_fast)"
 
     def _fail(self, exc: BaseException) -> int | None:
         r = self.result
@@ -330,7 +342,10 @@ class Run:
             return 2
         if isinstance(exc, TimeoutError) and r.stage == "run":
             r.status = "timeout"
-            r.error = f"max_duration of {self.spec.limits.max_duration:g}s exceeded"
+            limit = self.spec.limits.max_duration or 0.0
+            r.error = (f"max_duration of {launch.human_duration(limit)} exceeded"
+                       + (" (the default; set [limits] max_duration to change it)"
+                          if self.spec.limits.defaulted else ""))
         else:
             r.status, r.error = "failed", describe(exc)
             self.error_exc = exc
@@ -379,17 +394,42 @@ class Run:
             code = ExitCode.INFRA_FAILED
         if r.teardown.get("status") == "failed":
             code = ExitCode.INFRA_FAILED
+        r.composer_exit_code = int(code)
+        if r.status == "failed" and r.stage == "run" and self.job is not None:
+            self.log.say(f"failed: {r.error}")
         self.log.say(f"{r.status} (exit {code}) in {r.duration_s:.2f}s")
         self.log.log.flush()
+        self.tf_log.flush()
         if self.replay is not None and self.replay.finalize is not None:
             self.replay.finalize(r, self.staged)
+        r.logs_cut = cap_logs(self.staged / "logs", self.spec.record.max_log_size)
+        for name, cut in r.logs_cut.items():
+            self.log.say(f"{name}: {cut['size']} bytes, kept the first and last "
+                         f"{self.spec.record.max_log_size // 2} or so (record.max_log_size)")
         record = commit_record(self.repo, r, self.staged, self.secrets)
         self.state.committed = True
         self.state.save(self.work)
         self.log.say(f"record committed: {record} (tag run/{self.run_id})")
         if r.teardown.get("status") in ("destroyed", "not-needed"):
             remove_tree(self.work)
-        return RunOutcome(self.run_id, r.status, int(code), record, r.error)
+        return RunOutcome(
+            self.run_id, r.status, int(code), record,
+            None if r.error is None else self.secrets.redact(r.error),
+            workload_exit_code=r.workload_exit_code, failed_node=r.failed_node,
+            stage=None if r.status == "succeeded" else r.stage,
+        )
+
+
+def max_duration_line(spec: Spec) -> str:
+    """The limit the run goes by, and where it comes from."""
+    limits = spec.limits
+    if limits.max_duration is None:
+        return '[run] no max_duration ([limits] max_duration = "none")'
+    text = launch.human_duration(limits.max_duration)
+    if limits.defaulted:
+        return (f"[run] max_duration {text} (the default; set [limits] max_duration in the "
+                f'job to change it, "none" for no limit)')
+    return f"[run] max_duration {text} (from [limits] max_duration)"
 
 
 def destroy(engine, target, work: Path, parallelism: int, log: IO[str],  # type: ignore[no-untyped-def]

@@ -2,7 +2,8 @@
 
 ``[run] secret_env`` names variables whose values come from composer's own
 environment. They reach the nodes in a 0600 file in each node's work dir (never
-on a command line), every log line is redacted as it is written, and before a
+on a command line), every log line is redacted as it is written (each value, and
+each line of a multi-line value, see ``_needles``), and before a
 record is committed every file in it is checked: logs are redacted, an output
 that holds a secret is withheld (listed in the manifest, not committed).
 """
@@ -19,12 +20,16 @@ from composer.errors import PreflightError
 
 MASK = "***"
 SECRETS_FILE = ".composer-secrets"
+MIN_LINE = 4
 
 
 class Secrets:
     def __init__(self, values: dict[str, str]) -> None:
         self.values = dict(values)
-        self._needles = sorted({v.encode() for v in values.values() if v}, key=len, reverse=True)
+        self._needles = sorted(_needles(values.values()), key=len, reverse=True)
+        # Output is cut into lines before it is redacted: only these can occur in one.
+        self._in_line = [n for n in self._needles if b"\n" not in n and b"\r" not in n]
+        self._longest = max((len(n) for n in self._in_line), default=0)
 
     @classmethod
     def from_environ(cls, names: Iterable[str]) -> Secrets:
@@ -53,6 +58,21 @@ class Secrets:
     def contains(self, data: bytes) -> bool:
         return any(needle in data for needle in self._needles)
 
+    def unsafe_tail(self, data: bytes) -> int:
+        """How many bytes at the end of ``data`` could be the start of a secret that
+        continues in the next piece: the longest suffix that is a proper prefix of a
+        needle. A stream cut mid-line holds these bytes back until it knows more."""
+        window = data[-(self._longest - 1):] if self._longest > 1 else b""
+        best = 0
+        for needle in self._in_line:
+            start = max(0, len(window) - len(needle) + 1)
+            while (at := window.find(needle[:1], start)) != -1:
+                if needle.startswith(window[at:]):
+                    best = max(best, len(window) - at)
+                    break
+                start = at + 1
+        return best
+
     def shell_file(self) -> str:
         """The node-side file the workload prelude sources."""
         return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(self.values.items()))
@@ -77,6 +97,22 @@ class Secrets:
         if withheld:
             _mark_withheld(staged / "outputs" / "manifest.json", withheld)
         return touched
+
+
+def _needles(values: Iterable[str]) -> set[bytes]:
+    """What to mask: each whole value, and each line of a multi-line value (stripped,
+    at least ``MIN_LINE`` characters, so that a ``}`` line does not mask every brace),
+    since output is redacted line by line as it is written."""
+    found: set[bytes] = set()
+    for value in values:
+        if not value:
+            continue
+        found.add(value.encode())
+        lines = value.splitlines()
+        if len(lines) > 1 or value.strip() != value:
+            found.update(line.strip().encode() for line in lines
+                         if len(line.strip()) >= MIN_LINE)
+    return found
 
 
 def _mark_withheld(manifest_path: Path, withheld: set[str]) -> None:
