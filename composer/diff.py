@@ -21,7 +21,8 @@ from composer.compare import (
     tree_diff,
     unified,
 )
-from composer.record import RunsRepo
+from composer.record import RunsRepo, load_manifest
+from composer.records.manifest import is_legacy as manifest_is_legacy
 
 SECTIONS = ("spec", "lock", "infra", "facts", "results")
 VOLATILE_FACTS = frozenset({"rank", "address", "node_addr"})
@@ -111,7 +112,8 @@ def _output_json(root: Path) -> dict[str, Path]:
     if not outputs.is_dir():
         return {}
     found = {p.relative_to(outputs).as_posix(): p for p in outputs.rglob("*.json")}
-    found.pop(MANIFEST, None)
+    if manifest_is_legacy(root):
+        found.pop(MANIFEST, None)
     return {rel: path for rel, path in found.items() if path.is_file()}
 
 
@@ -142,7 +144,7 @@ def results_section(a: Path, b: Path) -> dict[str, Any]:
     files = [
         asdict(c)
         for c in compare_manifests(
-            _read_object(a / "outputs", MANIFEST), _read_object(b / "outputs", MANIFEST)
+            load_manifest(a), load_manifest(b)
         )
     ]
     metrics = _metric_changes(a, b)

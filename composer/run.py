@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from composer import containers, launch
 from composer import facts as node_facts
-from composer.collect import collect, manifest
+from composer.collect import collect_outputs
 from composer.engine import make_engine, outputs_of
 from composer.errors import ComposerError, ExitCode, Interrupted
 from composer.hashing import tree_sha256
@@ -113,6 +113,7 @@ class Run:
         self.target.preflight(self.spec.run.launcher)
         self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
+        self.repo.validate()
         self.work.mkdir(parents=True)
         self.state = new_state(self.run_id, self.spec, self.opts)  # type: ignore[arg-type]
         self.state.save(self.work)
@@ -209,12 +210,9 @@ class Run:
         with self.stage("run"):
             self.job = self._launch()
         with self.stage("collect"):
-            outs = spec.outputs
-            per_node = outs.from_ == "all"
-            sessions = self.sessions if per_node else self.sessions[:1]
-            files = collect(sessions, outs.paths, self.staged / "outputs", per_node,
-                            outs.max_file_size)
-            write_json(self.staged / "outputs" / "manifest.json", manifest(files))
+            collected = collect_outputs(self.sessions, spec.outputs, self.staged, self.secrets)
+            for note in collected.notes():
+                self.log.say(note)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -374,7 +372,7 @@ class Run:
         self.log.log.flush()
         if self.replay is not None and self.replay.finalize is not None:
             self.replay.finalize(r, self.staged)
-        record = commit_record(self.repo, r, self.staged, self.secrets)
+        record = commit_record(self.repo, r, self.staged, self.secrets, self.log.say)
         self.state.committed = True
         self.state.save(self.work)
         self.log.say(f"record committed: {record} (tag run/{self.run_id})")
