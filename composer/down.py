@@ -55,9 +55,11 @@ def live_clusters() -> set[str]:
     """Run ids whose work dir says the cluster was applied and not destroyed."""
     root = work_root()
     found: set[str] = set()
-    if not root.is_dir():
+    try:
+        works = list(root.iterdir()) if root.is_dir() else []
+    except OSError:
         return found
-    for work in root.iterdir():
+    for work in works:
         try:
             state = RunState.load(work)
         except (OSError, ValueError, TypeError):

@@ -435,8 +435,8 @@ def test_ensure_cleans_leftover_tmp_dirs(repo: RunsRepo) -> None:
 
 
 def test_only_composers_own_leftovers_are_removed(repo: RunsRepo, tmp_path: Path) -> None:
-    mine = ["analysis.tmp-2024", "r1.tmp-0123456789abc", "r1.tmp-0123456789AB", "..tmp-0123456789ab",
-            ".x.tmp-0123456789ab"]
+    mine = ["analysis.tmp-2024", "r1.tmp-0123456789abc", "r1.tmp-0123456789AB",
+            "..tmp-0123456789ab", ".x.tmp-0123456789ab"]
     for name in mine:
         (repo.path / name).mkdir()
         (repo.path / name / "notes.md").write_text("mine\n")
