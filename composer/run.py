@@ -372,7 +372,13 @@ class Run:
         self.log.log.flush()
         if self.replay is not None and self.replay.finalize is not None:
             self.replay.finalize(r, self.staged)
-        record = commit_record(self.repo, r, self.staged, self.secrets, self.log.say)
+        try:
+            record = commit_record(self.repo, r, self.staged, self.secrets, self.log.say)
+        except ComposerError as exc:
+            self.log.say(f"{r.status}, but the record was not committed: {exc.message}")
+            exc.hint = (f"the result is kept in {self.work}; fix the runs repository, then "
+                        f"composer down {self.run_id} [--runs-repo PATH] commits it")
+            raise
         self.state.committed = True
         self.state.save(self.work)
         self.log.say(f"record committed: {record} (tag run/{self.run_id})")

@@ -214,6 +214,7 @@ def test_down_after_a_failed_commit_keeps_the_result(composer: Composer, tmp_pat
             marker.unlink()
             done = up.finish()
         assert done.returncode != 0
+        assert f"composer down {run_id}" in done.stderr, done.stderr
         assert composer.home.joinpath("work", run_id, "record", "result.json").exists()
         (composer.runs / "not-a-repo.txt").unlink()
 
