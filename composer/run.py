@@ -376,7 +376,7 @@ class Run:
             record = commit_record(self.repo, r, self.staged, self.secrets, self.log.say)
         except ComposerError as exc:
             self.log.say(f"{r.status}, but the record was not committed: {exc.message}")
-            exc.hint = (f"the result is kept in {self.work}; fix the runs repository, then "
+            exc.hint = (f"the result is kept in {self.work}; once the cause above is fixed, "
                         f"composer down {self.run_id} [--runs-repo PATH] commits it")
             raise
         self.state.committed = True
