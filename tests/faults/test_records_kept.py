@@ -101,6 +101,9 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         yield Hostile(c, run_id, token, done.stderr, record_json(c, run_id, "manifest.json"))
     finally:
         leaked = sshd_processes(str(c.home))
+        for line in leaked:
+            pid_file = line.split(" -f ")[1].split()[0].replace("sshd_config", "sshd.pid")
+            subprocess.run(["sh", "-c", f"kill -9 $(cat {pid_file})"], check=False)
         assert not leaked, f"nodes left running: {leaked}"
 
 
