@@ -154,20 +154,28 @@ def render(
 def runs(
     runs_repo: RunsRepoOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False
 ) -> None:
-    """List the recorded runs."""
+    """List the recorded runs; CLUSTER says "up" where a kept cluster still runs."""
+    from dataclasses import replace
+
+    from composer.down import live_clusters
     from composer.record import RunsRepo
 
     summaries = _call(lambda: RunsRepo(_repo_path(runs_repo)).list_runs(), as_json, debug)
+    live = live_clusters()
+    summaries = [replace(s, cluster_up=s.run_id in live) for s in summaries]
     if as_json:
         _emit({"runs": [s.__dict__ for s in summaries]})
         return
-    rows = [("RUN", "JOB", "STATUS", "NODES", "DURATION", "STARTED")]
+    rows = [("RUN", "JOB", "STATUS", "NODES", "DURATION", "STARTED", "CLUSTER")]
     for s in summaries:
         duration = f"{s.duration_s:.1f}s" if s.duration_s is not None else "-"
-        rows.append((s.run_id, s.job, s.status, str(s.nodes), duration, s.started_at))
+        rows.append((s.run_id, s.job, s.status, str(s.nodes), duration, s.started_at,
+                     "up" if s.cluster_up else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if any(s.cluster_up for s in summaries):
+        print("a cluster marked up still runs; composer down RUN removes it")
 
 
 @app.command()
@@ -198,17 +206,26 @@ def show(run: Annotated[str, typer.Argument(help="run id, unique prefix, or run/
 
 @app.command()
 def down(run: Annotated[str, typer.Argument(help="run id or unique prefix")],
+         runs_repo: Annotated[
+             str | None,
+             typer.Option("--runs-repo", help="runs repository (env COMPOSER_RUNS_REPO; "
+                          "default: the one the run was started with)"),
+         ] = None,
          as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
-    """Destroy a kept or abandoned run's cluster from its work dir."""
+    """Destroy a kept or abandoned run's cluster from its work dir; record the outcome."""
+    from composer.down import GONE
     from composer.down import down as do_down
 
-    outcome = _call(lambda: do_down(run), as_json, debug)
+    outcome = _call(lambda: do_down(run, runs_repo), as_json, debug)
+    status = outcome["teardown"]["status"]
     if as_json:
         _emit(outcome)
+    elif outcome.get("already_destroyed"):
+        print(f"{outcome['run_id']}: already {status}; nothing to do")
     else:
-        print(f"{outcome['run_id']}: {outcome['teardown']['status']}"
+        print(f"{outcome['run_id']}: {status}"
               + (f"; record {outcome['record']}" if outcome["record"] else ""))
-    if outcome["teardown"]["status"] != "destroyed":
+    if status not in GONE:
         raise typer.Exit(int(ExitCode.INFRA_FAILED))
 
 
@@ -281,26 +298,36 @@ def gc(
     include_kept: Annotated[
         bool, typer.Option("--include-kept", help="also clusters kept with --keep")
     ] = False,
+    runs_repo: Annotated[
+        str | None,
+        typer.Option("--runs-repo", help="runs repository (env COMPOSER_RUNS_REPO; "
+                     "default: the one each run was started with)"),
+    ] = None,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """List runs whose process is gone but whose nodes remain; --yes removes them."""
     from composer.gc import collect_garbage
 
-    report = _call(lambda: collect_garbage(yes, include_kept), as_json, debug)
+    report = _call(lambda: collect_garbage(yes, include_kept, runs_repo), as_json, debug)
+    failed = [item for item in report if item.get("outcome") == "failed"]
     if as_json:
-        _emit({"runs": report})
-        return
-    if not report:
+        _emit({"runs": report, "failed": len(failed)})
+    elif not report:
         print("nothing to collect")
-        return
-    for item in report:
-        outcome = f" -> {item['outcome']}" if "outcome" in item else ""
-        print(f"{item['run_id']}  job={item['job']}  stage={item['stage']}  "
-              f"process={item['process']}  nodes={item['nodes_running']}  "
-              f"{item['action']}{outcome}")
-    if not yes and any(i["action"] in ("down", "kill") for i in report):
-        print("run composer gc --yes to remove them")
+    else:
+        for item in report:
+            outcome = f" -> {item['outcome']}" if "outcome" in item else ""
+            error = f": {item['error']}" if item.get("error") else ""
+            print(f"{item['run_id']}  job={item['job']}  stage={item['stage']}  "
+                  f"process={item['process']}  nodes={item['nodes_running']}  "
+                  f"{item['action']}{outcome}{error}")
+        if not yes and any(i["action"] in ("down", "kill") for i in report):
+            print("run composer gc --yes to remove them")
+    if failed:
+        print(f"composer: error: {len(failed)} of the runs could not be removed",
+              file=sys.stderr)
+        raise typer.Exit(int(ExitCode.INFRA_FAILED))
 
 
 def _split_command(words: list[str], argv: list[str]) -> tuple[str, str | None, list[str]]:

@@ -22,7 +22,8 @@ from composer.compare import (
     unified,
     with_text_diffs,
 )
-from composer.record import RunsRepo
+from composer.record import RunsRepo, load_manifest
+from composer.records.manifest import is_legacy as manifest_is_legacy
 
 SECTIONS = ("spec", "lock", "infra", "facts", "results")
 VOLATILE_FACTS = frozenset({"rank", "address", "node_addr"})
@@ -112,7 +113,8 @@ def _output_json(root: Path) -> dict[str, Path]:
     if not outputs.is_dir():
         return {}
     found = {p.relative_to(outputs).as_posix(): p for p in outputs.rglob("*.json")}
-    found.pop(MANIFEST, None)
+    if manifest_is_legacy(root):
+        found.pop(MANIFEST, None)
     return {rel: path for rel, path in found.items() if path.is_file()}
 
 
@@ -140,9 +142,7 @@ def results_section(a: Path, b: Path) -> dict[str, Any]:
         for f in RESULT_FIELDS
         if old.get(f) != new.get(f)
     ]
-    changes = compare_manifests(
-        _read_object(a / "outputs", MANIFEST), _read_object(b / "outputs", MANIFEST)
-    )
+    changes = compare_manifests(load_manifest(a), load_manifest(b))
     files = [asdict(c) for c in with_text_diffs(changes, a / "outputs", b / "outputs")]
     metrics = _metric_changes(a, b)
     same = not (status or files or metrics)

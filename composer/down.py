@@ -1,4 +1,12 @@
-"""``composer down``: finish a kept or abandoned run from its persisted work dir."""
+"""``composer down``: finish a kept or abandoned run from its persisted work dir.
+
+The runs repository is ``--runs-repo``, else ``COMPOSER_RUNS_REPO``, else the one
+the run recorded in its state. After the cluster is destroyed the record is brought
+up to date: a run with no commit yet is committed (its own final result kept when it
+reached one, ``abandoned`` otherwise); a committed run whose record says its cluster
+was kept gets a second commit with the destroy outcome, and its tag moves there.
+A run already destroyed is a no-op success.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +20,23 @@ from composer.errors import ComposerError, RunNotFound
 from composer.jsonfile import write_json
 from composer.paths import work_root
 from composer.procs import process_alive
-from composer.record import RunsRepo
+from composer.record import RunsRepo, check_run_id, default_repo_path, strip_tag
 from composer.result import now_iso, remove_tree
 from composer.run import destroy
 from composer.state import RunState
 from composer.targets import get_target
 
+GONE = ("destroyed", "not-needed")
+"""Teardown outcomes that leave nothing running."""
+
 
 def find_work_dir(ref: str) -> Path:
-    ref = ref.removeprefix("run/")
+    ref = strip_tag(ref)
+    check_run_id(ref)
     root = work_root()
-    candidates = sorted(p for p in root.glob(f"{ref}*") if (p / "state.json").exists()) \
-        if root.is_dir() else []
+    candidates = sorted(p for p in root.iterdir()
+                        if p.name.startswith(ref) and not p.is_symlink() and p.is_dir()
+                        and (p / "state.json").exists()) if root.is_dir() else []
     exact = [p for p in candidates if p.name == ref]
     if exact:
         return exact[0]
@@ -38,15 +51,95 @@ def find_work_dir(ref: str) -> Path:
     raise RunNotFound(f"'{ref}' matches several runs: {names}", hint="give more of the id")
 
 
-def down(ref: str) -> dict[str, Any]:
-    """Destroy the run's nodes; commit its record as ``abandoned`` if it has none yet."""
-    work = find_work_dir(ref)
+def live_clusters() -> set[str]:
+    """Run ids whose work dir says the cluster was applied and not destroyed."""
+    root = work_root()
+    found: set[str] = set()
+    try:
+        works = list(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return found
+    for work in works:
+        try:
+            state = RunState.load(work)
+        except (OSError, ValueError, TypeError):
+            continue
+        if state.applied and not state.destroyed:
+            found.add(state.run_id)
+    return found
+
+
+def down(ref: str, runs_repo: str | None = None) -> dict[str, Any]:
+    """Destroy the run's nodes and bring its record up to date."""
+    try:
+        work = find_work_dir(ref)
+    except RunNotFound as missing:
+        return _already_down(ref, runs_repo, missing)
     state = RunState.load(work)
+    repo = RunsRepo(default_repo_path(runs_repo, state.runs_repo, Path.cwd()))
     if not state.committed and process_alive(state.pid) and state.pid != os.getpid():
         raise ComposerError(
             f"run {state.run_id} is still in progress (process {state.pid})",
             hint=f"stop it with kill -TERM {state.pid}; it tears its cluster down itself",
         )
+    if not state.committed:
+        repo.validate()
+    recorded = _recorded_teardown(repo, state)
+    if state.destroyed and state.committed and recorded in GONE:
+        remove_tree(work)
+        return _outcome(state, {"status": recorded}, None, already=True)
+    teardown = _destroy(work, state)
+    record = None
+    if not state.committed:
+        record = _commit_pending(work, state, teardown, repo)
+        state.committed = True
+        state.save(work)
+    elif recorded != teardown["status"]:
+        record = _amend_teardown(repo, state, teardown)
+    if state.destroyed:
+        remove_tree(work)
+    return _outcome(state, teardown, record)
+
+
+def _outcome(state: RunState, teardown: dict[str, Any], record: str | None,
+             already: bool = False) -> dict[str, Any]:
+    return {"run_id": state.run_id, "teardown": teardown, "record": record,
+            "process_alive": process_alive(state.pid), "already_destroyed": already}
+
+
+def _already_down(ref: str, runs_repo: str | None, missing: RunNotFound) -> dict[str, Any]:
+    """No work dir: fine when the record says the cluster is gone, else the error."""
+    repo = RunsRepo(default_repo_path(runs_repo, None, Path.cwd()))
+    try:
+        run_id = repo.resolve(ref)
+        result = repo.show(run_id).get("result") or {}
+    except ComposerError:
+        raise missing from None
+    teardown = result.get("teardown") if isinstance(result.get("teardown"), dict) else {}
+    status = str((teardown or {}).get("status", ""))
+    if status not in GONE:
+        raise RunNotFound(
+            f"run {run_id} is recorded with teardown '{status or 'unknown'}' but has no work "
+            f"dir in {work_root()}",
+            hint="composer needs the run's work dir to reach its cluster; check "
+            "COMPOSER_HOME",
+        )
+    return {"run_id": run_id, "teardown": {"status": status}, "record": None,
+            "process_alive": False, "already_destroyed": True}
+
+
+def _recorded_teardown(repo: RunsRepo, state: RunState) -> str | None:
+    if not state.committed:
+        return None
+    try:
+        result = json.loads(repo.read_file(state.run_id, "result.json") or b"{}")
+    except (ComposerError, ValueError):
+        return None
+    teardown = result.get("teardown") if isinstance(result, dict) else None
+    return str(teardown.get("status")) if isinstance(teardown, dict) else None
+
+
+def _destroy(work: Path, state: RunState) -> dict[str, Any]:
     target = get_target("local")
     teardown: dict[str, Any] = {"status": "destroyed"}
     log_path = work / "record" / "logs" / "terraform.log"
@@ -60,27 +153,42 @@ def down(ref: str) -> dict[str, Any]:
         target.release_blocks(state.blocks)
     state.destroyed = teardown["status"] == "destroyed"
     state.save(work)
-    record = None
-    if not state.committed:
-        record = _commit_abandoned(work, state, teardown)
-    if state.destroyed:
-        remove_tree(work)
-    return {"run_id": state.run_id, "teardown": teardown, "record": record,
-            "process_alive": process_alive(state.pid)}
+    return {**teardown, "by": "composer down", "at": now_iso()}
 
 
-def _commit_abandoned(work: Path, state: RunState, teardown: dict[str, Any]) -> str:
+def _amend_teardown(repo: RunsRepo, state: RunState, teardown: dict[str, Any]) -> str:
+    repo.amend_result(state.run_id, {"teardown": teardown},
+                      f"{state.job}: teardown {teardown['status']} by composer down "
+                      f"({state.run_id})")
+    return str(repo.run_dir(state.run_id))
+
+
+def _commit_pending(work: Path, state: RunState, teardown: dict[str, Any],
+                    repo: RunsRepo) -> str:
+    """Commit a run that has no commit yet: its own final result when it reached one
+    (a failed commit: only the commit is retried), ``abandoned`` otherwise."""
     staged = work / "record"
     result_path = staged / "result.json"
-    result: dict[str, Any] = json.loads(result_path.read_text()) if result_path.exists() else {}
-    result.update(
-        run_id=state.run_id, job=state.job, status="abandoned", stage=state.stage,
-        teardown=teardown, finished_at=now_iso(), started_at=state.started_at,
-        error=f"the composer process ({state.pid}) stopped during {state.stage}",
-    )
+    try:
+        result: dict[str, Any] = json.loads(result_path.read_text())
+    except (OSError, ValueError):
+        result = {}
+    if not isinstance(result, dict):
+        result = {}
+    final = result.get("status") not in (None, "running", "abandoned")
+    if final:
+        kept = (result.get("teardown") or {}).get("status") not in GONE
+        if kept:
+            result["teardown"] = teardown
+    else:
+        result.update(
+            run_id=state.run_id, job=state.job, status="abandoned", stage=state.stage,
+            teardown=teardown, finished_at=now_iso(), started_at=state.started_at,
+            error=f"the composer process ({state.pid}) stopped during {state.stage}",
+        )
     result.setdefault("schema_version", 1)
     write_json(result_path, result)
-    repo = RunsRepo(Path(state.runs_repo))
     repo.ensure()
-    repo.commit_run(state.run_id, staged, f"{state.job}: abandoned ({state.run_id})")
+    status = result["status"]
+    repo.commit_run(state.run_id, staged, f"{state.job}: {status} ({state.run_id})")
     return str(repo.run_dir(state.run_id))

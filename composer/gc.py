@@ -8,12 +8,14 @@ never touched; a kept cluster only with ``--include-kept``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from composer.down import down
+from composer.down import GONE, down
+from composer.errors import ComposerError
 from composer.paths import work_root
 from composer.procs import node_processes, process_alive
 from composer.state import RunState
@@ -62,16 +64,32 @@ def scan(include_kept: bool = False) -> list[Leftover]:
     return found
 
 
-def collect_garbage(yes: bool, include_kept: bool = False) -> list[dict[str, Any]]:
-    """List leftovers; with ``yes`` also remove them. Returns one dict per run."""
+def collect_garbage(yes: bool, include_kept: bool = False,
+                    runs_repo: str | None = None) -> list[dict[str, Any]]:
+    """List leftovers; with ``yes`` also remove them, carrying on past a run that fails
+    (its entry gets ``outcome: "failed"`` and ``error``). Returns one dict per run."""
     report = []
     for item in scan(include_kept):
         entry = asdict(item)
-        if yes and item.action == "down":
-            entry["outcome"] = down(item.run_id)["teardown"]["status"]
-        elif yes and item.action == "kill":
-            for pid in node_processes(work_root() / item.run_id):
-                os.kill(pid, signal.SIGKILL)
-            entry["outcome"] = "killed"
+        if yes and item.action in ("down", "kill"):
+            try:
+                entry["outcome"] = _remove(item, runs_repo)
+            except (ComposerError, OSError) as exc:
+                entry["outcome"] = "failed"
+                entry["error"] = exc.message if isinstance(exc, ComposerError) else str(exc)
         report.append(entry)
     return report
+
+
+def _remove(item: Leftover, runs_repo: str | None) -> str:
+    if item.action == "kill":
+        for pid in node_processes(work_root() / item.run_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return "killed"
+    outcome = down(item.run_id, runs_repo)
+    status = str(outcome["teardown"]["status"])
+    if status not in GONE:
+        error = outcome["teardown"].get("error") or f"teardown {status}"
+        raise ComposerError(f"run {item.run_id}: {error}")
+    return status

@@ -28,7 +28,7 @@ from composer.engine import Engine, make_engine
 from composer.errors import ComposerError, ExitCode, UsageError
 from composer.jsonfile import dump_json, write_json
 from composer.lock import Lock, resolve
-from composer.record import RunsRepo
+from composer.record import RunsRepo, load_manifest
 from composer.render import render
 from composer.result import Result
 from composer.run import Replay, Run, RunOptions
@@ -97,7 +97,7 @@ class Recorded:
         if not (root / "job.toml").exists() or not (root / "infra").is_dir():
             raise UsageError(f"run {run_id} has no job.toml or infra/ in its record")
         return cls(run_id, root, (root / "job.toml").read_text(encoding="utf-8"),
-                   read("lock.json", {}), read("outputs/manifest.json", {"files": []}),
+                   read("lock.json", {}), load_manifest(root),
                    read("result.json", {}))
 
 
@@ -190,9 +190,7 @@ def check_drift(recorded: Recorded, job: Path, engine: Engine,
 def verdict(recorded: Recorded, spec: Spec, staged: Path, result: Result,
             drifts: list[Drift]) -> dict[str, Any]:
     """Compare the new run's outputs and metrics with the recorded ones."""
-    new_manifest = json.loads((staged / "outputs" / "manifest.json").read_text()) \
-        if (staged / "outputs" / "manifest.json").exists() else {"files": []}
-    files = with_text_diffs(compare_manifests(recorded.manifest, new_manifest),
+    files = with_text_diffs(compare_manifests(recorded.manifest, load_manifest(staged)),
                             recorded.root / "outputs", staged / "outputs")
     metrics = []
     for name in spec.reproduce.metrics:

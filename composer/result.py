@@ -9,6 +9,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import IO, Any
 from composer import __version__
 from composer.errors import ComposerError, ExitCode
 from composer.jsonfile import write_json
-from composer.record import RunsRepo
+from composer.record import RunsRepo, screen_outputs
+from composer.records.guard import redact_logs
 from composer.secrets import Secrets
 from composer.spec import Spec
 from composer.state import RunState
@@ -204,10 +206,15 @@ def status_exit_code(status: str, signum: int | None = None) -> int:
 
 
 def commit_record(repo: RunsRepo, result: Result, staged: Path,
-                  secrets: Secrets | None = None) -> str:
+                  secrets: Secrets | None = None,
+                  say: Callable[[str], None] | None = None) -> str:
+    """Write result.json, withhold what may not be committed (each one said through
+    ``say``), redact the logs, commit and tag; return the run's record directory."""
     write_json(staged / "result.json", result.to_dict())
-    if secrets:
-        secrets.scrub_record(staged)
+    for item in screen_outputs(staged, secrets):
+        if say is not None:
+            say(item.line())
+    redact_logs(staged, secrets)
     repo.ensure()
     message = f"{result.job}: {result.status} ({result.run_id})"
     repo.commit_run(result.run_id, staged, message)

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from composer import containers, launch
 from composer import facts as node_facts
-from composer.collect import collect, manifest
+from composer.collect import collect_outputs
 from composer.engine import make_engine, outputs_of
 from composer.errors import ComposerError, ExitCode, Interrupted
 from composer.hashing import tree_sha256
@@ -116,6 +116,7 @@ class Run:
         self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.heartbeat_s = launch.heartbeat_interval(os.environ)
+        self.repo.validate()
         self.work.mkdir(parents=True)
         self.state = new_state(self.run_id, self.spec, self.opts)  # type: ignore[arg-type]
         self.state.save(self.work)
@@ -215,12 +216,9 @@ class Run:
         with self.stage("run"):
             self.job = self._launch()
         with self.stage("collect"):
-            outs = spec.outputs
-            per_node = outs.from_ == "all"
-            sessions = self.sessions if per_node else self.sessions[:1]
-            files = collect(sessions, outs.paths, self.staged / "outputs", per_node,
-                            outs.max_file_size)
-            write_json(self.staged / "outputs" / "manifest.json", manifest(files))
+            collected = collect_outputs(self.sessions, spec.outputs, self.staged, self.secrets)
+            for note in collected.notes():
+                self.log.say(note)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -406,7 +404,13 @@ class Run:
         for name, cut in r.logs_cut.items():
             self.log.say(f"{name}: {cut['size']} bytes, kept the first and last "
                          f"{self.spec.record.max_log_size // 2} or so (record.max_log_size)")
-        record = commit_record(self.repo, r, self.staged, self.secrets)
+        try:
+            record = commit_record(self.repo, r, self.staged, self.secrets, self.log.say)
+        except ComposerError as exc:
+            self.log.say(f"{r.status}, but the record was not committed: {exc.message}")
+            exc.hint = (f"the result is kept in {self.work}; once the cause above is fixed, "
+                        f"composer down {self.run_id} [--runs-repo PATH] commits it")
+            raise
         self.state.committed = True
         self.state.save(self.work)
         self.log.say(f"record committed: {record} (tag run/{self.run_id})")

@@ -10,7 +10,6 @@ that holds a secret is withheld (listed in the manifest, not committed).
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from collections.abc import Iterable
@@ -78,25 +77,12 @@ class Secrets:
         return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(self.values.items()))
 
     def scrub_record(self, staged: Path) -> list[str]:
-        """Redact logs, withhold outputs holding a secret; return what was touched."""
-        touched: list[str] = []
-        if not self:
-            return touched
-        withheld: set[str] = set()
-        for path in sorted(p for p in staged.rglob("*") if p.is_file()):
-            data = path.read_bytes()
-            if not self.contains(data):
-                continue
-            rel = path.relative_to(staged).as_posix()
-            touched.append(rel)
-            if rel.startswith("outputs/") and rel != "outputs/manifest.json":
-                path.unlink()
-                withheld.add(rel.removeprefix("outputs/"))
-            else:
-                path.write_bytes(self.redact_bytes(data))
-        if withheld:
-            _mark_withheld(staged / "outputs" / "manifest.json", withheld)
-        return touched
+        """Withhold outputs whose content or name holds a secret value, redact every
+        other file of the staged record; return the paths touched."""
+        from composer.records.guard import redact_logs, screen_outputs
+
+        withheld = screen_outputs(staged, self)
+        return [f"outputs/{w.path}" for w in withheld] + redact_logs(staged, self)
 
 
 def _needles(values: Iterable[str]) -> set[bytes]:
@@ -113,14 +99,3 @@ def _needles(values: Iterable[str]) -> set[bytes]:
             found.update(line.strip().encode() for line in lines
                          if len(line.strip()) >= MIN_LINE)
     return found
-
-
-def _mark_withheld(manifest_path: Path, withheld: set[str]) -> None:
-    if not manifest_path.exists():
-        return
-    manifest = json.loads(manifest_path.read_text())
-    for entry in manifest.get("files", []):
-        if entry.get("path") in withheld:
-            entry["committed"] = False
-            entry["withheld"] = "contains a secret value"
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

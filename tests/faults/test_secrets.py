@@ -87,7 +87,7 @@ def test_secrets_stay_out_of_the_record(composer: Composer, tmp_path: Path,
     forbidden = [p for p in paths if p.endswith(FORBIDDEN_SUFFIXES) or ".terraform" in p.split("/")]
     assert not forbidden, f"Terraform state or plans in the runs repo: {forbidden}"
 
-    manifest = record_json(composer, run_id, "outputs/manifest.json")
+    manifest = record_json(composer, run_id, "manifest.json")
     entries = {entry["path"]: entry for entry in manifest["files"]}
     for rank in range(2):
         leak = entries[f"node-{rank}/leak.txt"]

@@ -89,9 +89,13 @@ def test_ensure_creates_repo_with_initial_commit(tmp_path: Path) -> None:
 
     assert (path / ".git").is_dir()
     assert "composer" in (path / "README.md").read_text()
-    ignored = (path / ".gitignore").read_text().split()
-    for pattern in ("*.tfstate*", ".terraform/", "*.tfplan", "*.key", "id_*"):
-        assert pattern in ignored
+    ignored = [line for line in (path / ".gitignore").read_text().splitlines()
+               if line and not line.startswith("#")]
+    # Only composer's own artifacts, anchored: never users' names such as id_* or *.key.
+    assert all(rule.startswith("/") for rule in ignored), ignored
+    for pattern in ("*.key", "id_*", "*.tfstate*", "*.tmp-*/"):
+        assert pattern not in ignored
+    assert "/*/infra/**/.terraform/" in ignored
     assert commit_count(path) == 1
     assert git(path, "log", "-1", "--format=%s").strip() == "Initialize runs repository"
     assert git(path, "symbolic-ref", "--short", "HEAD").strip() == "main"
@@ -259,19 +263,102 @@ def test_private_key_marker_across_read_chunks(tmp_path: Path) -> None:
     assert [f.path for f in find_forbidden(tmp_path)] == ["big.log"]
 
 
-def test_gitignored_files_are_refused_not_dropped(
+OLD_GITIGNORE = "*.tfstate*\n.terraform/\n*.tfplan\n*.key\nid_*\n*.tmp-*/\n"
+
+
+def test_ignore_rules_never_drop_or_refuse_run_files(
+    repo: RunsRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A runs repo made with the old .gitignore, a repo-local exclude and a user's
+    # global excludes: none of them may drop or refuse a file of a record.
+    (repo.path / ".gitignore").write_text(OLD_GITIGNORE)
+    git(repo.path, "commit", "-qam", "old ignore rules")
+    (repo.path / ".git" / "info").mkdir(exist_ok=True)
+    (repo.path / ".git" / "info" / "exclude").write_text("*.csv\n")
+    excludes = tmp_path / "global-excludes"
+    excludes.write_text("*.log\n*.json\n")
+    config = tmp_path / "gitconfig"
+    config.write_text(f"[core]\n\texcludesFile = {excludes}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    files = {"result.json": "{}", "ssh/id_ed25519.pub": "ssh-ed25519 AAAA",
+             "outputs/model.key": "weights", "outputs/id_to_label.json": "{}",
+             "logs/composer.log": "ok\n", "outputs/t.csv": "a,b\n",
+             "outputs/[x]*.txt": "glob-looking name\n"}
+    staged = stage(tmp_path / "staged", files)
+    repo.commit_run("r1", staged, "Record run r1")
+    committed = git(repo.path, "ls-tree", "-r", "--name-only", "run/r1", "--", "r1/")
+    assert sorted(committed.split("\n")[:-1]) == sorted(f"r1/{name}" for name in files)
+    assert git(repo.path, "status", "--porcelain", "--ignored", "--", "r1") == ""
+
+
+def test_user_git_settings_do_not_change_or_block_a_record(
+    repo: RunsRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "pre-commit").write_text("#!/bin/sh\nexit 1\n")
+    (hooks / "pre-commit").chmod(0o755)
+    config = tmp_path / "gitconfig"
+    config.write_text(f"[core]\n\thooksPath = {hooks}\n\tautocrlf = true\n"
+                      "[commit]\n\tgpgSign = true\n[tag]\n\tgpgSign = true\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    staged = stage(tmp_path / "staged", {"result.json": "{}", "outputs/crlf.txt": "a\r\nb\r\n"})
+    repo.commit_run("r1", staged, "Record run r1")
+    blob = subprocess.run(["git", "-C", str(repo.path), "show", "run/r1:r1/outputs/crlf.txt"],
+                          capture_output=True, check=True).stdout
+    assert blob == b"a\r\nb\r\n"
+
+
+HOSTILE_OUTPUTS = {
+    "outputs/node-0/model.key": "weights, not a key\n",
+    "outputs/node-0/id_rsa.pub": "ssh-ed25519 AAAA user@host\n",
+    "outputs/node-0/id_to_label.json": '{"0": "cat"}\n',
+    "outputs/node-0/sweep.tfstate.json": '{"version": 4}\n',
+    "outputs/node-0/notes.md": "# notes\n-----BEGIN RSA " + "PRIVATE KEY-----\nMIIE\n",
+    "outputs/node-0/.git/config": "[core]\n",
+    "outputs/node-0/.terraform/x": "x",
+}
+
+
+def hostile_manifest() -> str:
+    return json.dumps({"schema_version": 1, "files": [
+        {"path": name.removeprefix("outputs/"), "node": "node-0", "size": len(text),
+         "sha256": "00" * 32, "committed": True}
+        for name, text in HOSTILE_OUTPUTS.items()]})
+
+
+def test_outputs_that_look_like_keys_or_state_are_withheld_not_refused(
     repo: RunsRepo, tmp_path: Path
 ) -> None:
-    staged = stage(
-        tmp_path / "staged",
-        {"result.json": "{}", "ssh/id_ed25519.pub": "ssh-ed25519 AAAA"},
-    )
-    with pytest.raises(RecordError, match="gitignore") as err:
-        repo.commit_run("r1", staged, "Record run r1")
-    assert "r1/ssh/id_ed25519.pub" in err.value.message
-    assert not repo.run_dir("r1").exists()
-    assert commit_count(repo.path) == 1
-    assert git(repo.path, "status", "--porcelain") == ""
+    staged = stage(tmp_path / "staged", {"result.json": "{}", **HOSTILE_OUTPUTS,
+                                         "manifest.json": hostile_manifest()})
+    repo.commit_run("r1", staged, "Record run r1")
+
+    committed = git(repo.path, "ls-tree", "-r", "--name-only", "run/r1", "--", "r1/").split()
+    assert sorted(committed) == [
+        "r1/manifest.json", "r1/outputs/node-0/id_rsa.pub", "r1/outputs/node-0/id_to_label.json",
+        "r1/outputs/node-0/model.key", "r1/result.json",
+    ]
+    listed = json.loads(git(repo.path, "show", "run/r1:r1/manifest.json"))
+    entries = {e["path"]: e for e in listed["files"]}
+    for name in ("sweep.tfstate.json", "notes.md", ".git/config", ".terraform/x"):
+        entry = entries[f"node-0/{name}"]
+        assert entry["committed"] is False and entry["withheld"], entry
+        assert "sha256" not in entry
+    assert "private key" in entries["node-0/notes.md"]["withheld"]
+    assert "Terraform" in entries["node-0/sweep.tfstate.json"]["withheld"]
+    assert entries["node-0/model.key"]["committed"] is True
+
+
+def test_logs_quoting_a_private_key_lose_only_the_key(repo: RunsRepo, tmp_path: Path) -> None:
+    log = ("before\n-----BEGIN OPENSSH " + "PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\nAAAA\n"
+           "-----END OPENSSH " + "PRIVATE KEY-----\nafter\n")
+    staged = stage(tmp_path / "staged", {"result.json": "{}", "logs/node-0.log": log})
+    repo.commit_run("r1", staged, "Record run r1")
+    text = git(repo.path, "show", "run/r1:r1/logs/node-0.log")
+    assert "PRIVATE KEY-----" not in text and "b3BlbnNzaC1rZXk=" not in text
+    assert text.startswith("before\n") and text.endswith("after\n")
+    assert "private key" in text
 
 
 def test_duplicate_run_id_is_refused(repo: RunsRepo, tmp_path: Path) -> None:
@@ -323,7 +410,7 @@ def test_empty_record_and_empty_message_are_refused(
 def test_leftover_tmp_dir_is_cleaned_and_not_committed(
     repo: RunsRepo, tmp_path: Path
 ) -> None:
-    leftover = repo.path / "r0.tmp-0123abcd"
+    leftover = repo.path / "r0.tmp-0123456789ab"
     (leftover / "logs").mkdir(parents=True)
     (leftover / "logs" / "half.log").write_text("partial")
     record(repo, tmp_path, "r1")
@@ -339,12 +426,26 @@ def test_leftover_tmp_dir_is_cleaned_and_not_committed(
 
 
 def test_ensure_cleans_leftover_tmp_dirs(repo: RunsRepo) -> None:
-    leftover = repo.path / "r9.tmp-ffff"
+    leftover = repo.path / "r9.tmp-ffffffffffff"
     leftover.mkdir()
     (leftover / "result.json").write_text("{}")
     repo.ensure()
     assert not leftover.exists()
     assert commit_count(repo.path) == 1
+
+
+def test_only_composers_own_leftovers_are_removed(repo: RunsRepo, tmp_path: Path) -> None:
+    mine = ["analysis.tmp-2024", "r1.tmp-0123456789abc", "r1.tmp-0123456789AB",
+            "..tmp-0123456789ab", ".x.tmp-0123456789ab"]
+    for name in mine:
+        (repo.path / name).mkdir()
+        (repo.path / name / "notes.md").write_text("mine\n")
+    (repo.path / "link.tmp-0123456789ab").symlink_to(tmp_path)
+    record(repo, tmp_path, "r2")
+    for name in mine:
+        assert (repo.path / name / "notes.md").read_text() == "mine\n", name
+    assert (repo.path / "link.tmp-0123456789ab").is_symlink()
+    assert tmp_path.is_dir()
 
 
 def test_identity_fallback_without_configured_user(

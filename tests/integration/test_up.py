@@ -49,13 +49,13 @@ def test_hello_mpi_end_to_end(composer: Composer) -> None:
     assert out["status"] == "succeeded" and out["exit_code"] == 0
     run_id = out["run_id"]
     stat = composer.git("show", "--stat", "--format=%s", f"run/{run_id}")
-    for name in ("infra/main.tf", "lock.json", "facts.json", "outputs/manifest.json",
+    for name in ("infra/main.tf", "lock.json", "facts.json", "manifest.json",
                  "result.json"):
         assert f"{run_id}/{name}" in stat or name.split("/")[-1] in stat
     files = record_files(composer, run_id)
     for name in ("infra/main.tf", "infra/variables.tf", "infra/outputs.tf", "infra/versions.tf",
                  "infra/terraform.tfvars.json", "lock.json", "facts.json", "job.toml",
-                 "outputs/manifest.json", "result.json", "logs/terraform.log",
+                 "manifest.json", "result.json", "logs/terraform.log",
                  "logs/composer.log"):
         assert name in files, f"{name} missing from {files}"
     assert not [f for f in files if f.endswith((".tfstate", ".tfplan")) or "/.terraform/" in f]
@@ -63,7 +63,7 @@ def test_hello_mpi_end_to_end(composer: Composer) -> None:
     assert result["teardown"]["status"] == "destroyed"
     assert set(result["stages"]) >= {"render", "init", "apply", "wait_for_ssh", "facts",
                                      "stage", "run", "collect", "destroy"}
-    manifest = json.loads(read_record(composer, run_id, "outputs/manifest.json"))
+    manifest = json.loads(read_record(composer, run_id, "manifest.json"))
     paths = sorted(f["path"] for f in manifest["files"])
     assert paths == [f"node-{r // 2}/hello-rank-{r}.json" for r in range(4)]
     lock = json.loads(read_record(composer, run_id, "lock.json"))
@@ -90,7 +90,7 @@ def test_train_local_is_bit_identical_across_runs(composer: Composer) -> None:
         for rank in range(4):
             log = read_record(composer, run_id, f"logs/node-{rank}.log")
             assert log.strip(), f"node-{rank} of {run_id} wrote no log"
-        manifest = json.loads(read_record(composer, run_id, "outputs/manifest.json"))
+        manifest = json.loads(read_record(composer, run_id, "manifest.json"))
         by_path = {f["path"]: f for f in manifest["files"]}
         assert set(by_path) == {"model.npz", "metrics.json"}
         hashes.append(by_path["model.npz"]["sha256"])
