@@ -21,7 +21,7 @@ from composer.jsonfile import write_json
 from composer.paths import work_root
 from composer.procs import process_alive
 from composer.record import RunsRepo, check_run_id, default_repo_path, strip_tag
-from composer.result import now_iso, remove_tree
+from composer.result import cap_logs, now_iso, remove_tree
 from composer.run import destroy
 from composer.state import RunState
 from composer.targets import get_target
@@ -187,6 +187,9 @@ def _commit_pending(work: Path, state: RunState, teardown: dict[str, Any],
             error=f"the composer process ({state.pid}) stopped during {state.stage}",
         )
     result.setdefault("schema_version", 1)
+    cut = cap_logs(staged / "logs", state.max_log_size)
+    if cut:
+        result["logs_cut"] = {**result.get("logs_cut", {}), **cut}
     write_json(result_path, result)
     repo.ensure()
     status = result["status"]

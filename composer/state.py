@@ -29,6 +29,7 @@ class RunState:
     committed: bool = False
     keep: bool = False
     parallelism: int = 10
+    max_log_size: int = 2_000_000
     blocks: list[list[int]] = field(default_factory=list)
 
     def save(self, work_dir: Path) -> None:
