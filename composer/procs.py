@@ -25,7 +25,8 @@ def node_processes(run_dir: Path) -> list[int]:
     """The run's node sshd processes, and nothing else.
 
     A process counts when its executable is the sshd the run started (as recorded in
-    its Terraform variables) and its arguments hold exactly ``-f
+    its Terraform variables) or another ``sshd`` binary (one a wrapper ran), and its
+    arguments hold exactly ``-f
     <run_dir>/nodes/node-<N>/sshd_config``. A command line that merely names those
     files (``tail -f .../node-0/sshd.log``) is not a node."""
     sshd = _recorded_sshd(run_dir)
@@ -66,7 +67,8 @@ def _recorded_sshd(run_dir: Path) -> str | None:
 
 
 def _is_sshd(exe: str, sshd: str | None) -> bool:
-    return exe == sshd if sshd else os.path.basename(exe) == "sshd"
+    """The run's sshd binary, or an sshd that a wrapper named by COMPOSER_SSHD ran."""
+    return exe == sshd or os.path.basename(exe) == "sshd"
 
 
 def processes_with_env(name: str, value: str) -> list[int]:

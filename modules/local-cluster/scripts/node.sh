@@ -27,7 +27,7 @@ conf_arg() {
 
 stop_node() {
   status=0
-  "$python" "$here/supervise.py" stop "$NODE_DIR" || status=$?
+  "$python" -I -S "$here/supervise.py" stop "$NODE_DIR" || status=$?
   rm -rf "$NODE_DIR"
   return "$status"
 }
@@ -72,7 +72,7 @@ start_node() {
     done
     echo
   } > "$cfg"
-  if ! "$NODE_SSHD" -t -f "$cfg" 2>"$NODE_DIR/sshd.log"; then
+  if ! "$NODE_SSHD" -f "$cfg" -t 2>"$NODE_DIR/sshd.log"; then
     cat "$NODE_DIR/sshd.log" >&2
     echo "node $NODE_RANK: sshd refused its configuration $cfg" >&2
     exit 1
@@ -80,9 +80,9 @@ start_node() {
   rm -f "$NODE_DIR/sshd.pid" "$NODE_DIR/node.pid"
   # The supervisor holds the node's processes; none of the NODE_* variables go with it,
   # so nothing looking for this script (by NODE_DIR) mistakes it for a start in progress.
-  env -u NODE_DIR -u NODE_RUN_ID -u NODE_RANK -u NODE_ADDRESS -u NODE_PORT -u NODE_SSHD \
+  env -u NODE_DIR -u NODE_RUN_ID -u NODE_RANK -u NODE_ADDRESS -u NODE_PORT \
     -u NODE_AUTHORIZED_KEY -u NODE_SESSION_ENV -u NODE_PYTHON \
-    "$python" "$here/supervise.py" run "$NODE_DIR" "$NODE_SSHD" \
+    "$python" -I -S "$here/supervise.py" run "$NODE_DIR" \
     </dev/null >/dev/null 2>>"$NODE_DIR/supervise.log" &
   supervisor=$!
   i=0

@@ -1,12 +1,13 @@
 """Hold every process of one local node in one process tree, and stop all of it.
 
-    supervise.py run NODE_DIR SSHD
+    NODE_SSHD=/usr/sbin/sshd supervise.py run NODE_DIR
         Become a child subreaper (prctl PR_SET_CHILD_SUBREAPER) in a session of its
-        own, write NODE_DIR/node.pid, and run ``SSHD -D -f NODE_DIR/sshd_config -E
-        NODE_DIR/sshd.log`` as a child. Every process a session on the node starts
-        stays below this one: one that daemonizes (double fork, setsid, dropping
-        every variable) is re-parented here instead of to init. Exits once it has
-        no child left.
+        own, write NODE_DIR/node.pid, and run ``$NODE_SSHD -f NODE_DIR/sshd_config -D
+        -E NODE_DIR/sshd.log`` as a child (the sshd path comes from the environment,
+        so that this process's command line never looks like an sshd's). Every
+        process a session on the node starts stays below this one: one that
+        daemonizes (double fork, setsid, dropping every variable) is re-parented
+        here instead of to init. Exits once it has no child left.
 
     supervise.py stop NODE_DIR
         Stop the node: TERM, then KILL, every process below its supervisor until
@@ -124,8 +125,8 @@ def with_marker(node_dir: str) -> list[int]:
 def supervisor_of(node_dir: str) -> int | None:
     """The node's live supervisor, from its pid file, checked by its command line."""
     argv = _argv_of_pid_file(os.path.join(node_dir, "node.pid"))
-    ours = len(argv) >= 4 and argv[-4].endswith("supervise.py") and argv[-3] == "run" \
-        and os.path.normpath(argv[-2]) == os.path.normpath(node_dir)
+    ours = len(argv) >= 4 and argv[-3].endswith("supervise.py") and argv[-2] == "run" \
+        and os.path.normpath(argv[-1]) == os.path.normpath(node_dir)
     return int(argv[0]) if ours and alive(int(argv[0])) else None
 
 
@@ -197,7 +198,7 @@ def run(node_dir: str, sshd: str) -> int:
         for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
             signal.signal(signum, signal.SIG_DFL)
         try:
-            os.execv(sshd, [sshd, "-D", "-f", config, "-E", log])
+            os.execv(sshd, [sshd, "-f", config, "-D", "-E", log])
         except OSError as exc:
             print(f"cannot run {sshd}: {exc.strerror}", file=sys.stderr)
         os._exit(127)
@@ -217,11 +218,12 @@ def run(node_dir: str, sshd: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 4 and argv[1] == "run":
-        return run(argv[2], argv[3])
+    if len(argv) == 3 and argv[1] == "run" and os.environ.get("NODE_SSHD"):
+        return run(argv[2], os.environ["NODE_SSHD"])
     if len(argv) == 3 and argv[1] == "stop":
         return stop(argv[2])
-    print("usage: supervise.py run NODE_DIR SSHD | stop NODE_DIR", file=sys.stderr)
+    print("usage: NODE_SSHD=SSHD supervise.py run NODE_DIR | supervise.py stop NODE_DIR",
+          file=sys.stderr)
     return 2
 
 
