@@ -45,7 +45,8 @@ def parse_facts(text: str) -> dict[str, Any]:
 
 
 def gather(session: Session, env_path: str | None = None) -> dict[str, Any]:
-    prefix = f"PATH={env_path} " if env_path else ""
+    # PATH is the caller's: data for the node's shell, one quoted word like every argument.
+    prefix = f"PATH={shlex.quote(env_path)} " if env_path else ""
     facts = parse_facts(session.check(f"{prefix}sh -c {shlex.quote(SCRIPT)}", timeout=60))
     facts.update(rank=session.node.rank, name=session.node.name, address=session.node.address)
     return facts

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
+from itertools import pairwise
 from pathlib import Path
 
 
@@ -19,19 +22,53 @@ def process_alive(pid: int) -> bool:
 
 
 def node_processes(run_dir: Path) -> list[int]:
-    """sshd processes whose config lies under ``run_dir``: the run's nodes."""
-    marker = str(run_dir / "nodes") + "/"
+    """The run's node sshd processes, and nothing else.
+
+    A process counts when its executable is the sshd the run started (as recorded in
+    its Terraform variables) or another ``sshd`` binary (one a wrapper ran), and its
+    arguments hold exactly ``-f
+    <run_dir>/nodes/node-<N>/sshd_config``. A command line that merely names those
+    files (``tail -f .../node-0/sshd.log``) is not a node."""
+    sshd = _recorded_sshd(run_dir)
+    nodes = str(run_dir / "nodes")
+    config = re.compile(re.escape(nodes) + r"/node-\d+/sshd_config")
+    title = re.compile(r"(?:^| )-f " + config.pattern + r"(?: |$)")
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            exe = os.readlink(proc / "exe").removesuffix(" (deleted)")
+            raw = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if "sshd" in cmdline and marker in cmdline and process_alive(int(proc.name)):
+        if not _is_sshd(exe, sshd):
+            continue
+        argv = [os.fsdecode(a) for a in raw.rstrip(b"\0").split(b"\0")]
+        if len(argv) > 1:
+            ours = any(a == "-f" and config.fullmatch(b) for a, b in pairwise(argv))
+        else:
+            # sshd rewrites its command line into one title:
+            # "sshd: /usr/sbin/sshd -D -f CONFIG -E LOG [listener] ..."
+            ours = bool(argv) and title.search(argv[0]) is not None
+        if ours and process_alive(int(proc.name)):
             found.append(int(proc.name))
     return sorted(found)
+
+
+def _recorded_sshd(run_dir: Path) -> str | None:
+    """The sshd binary the run's nodes were started with, resolved; None when unknown."""
+    try:
+        data = json.loads((run_dir / "tf" / "runtime.tfvars.json").read_text())
+    except (OSError, ValueError):
+        return None
+    path = data.get("sshd_path") if isinstance(data, dict) else None
+    return os.path.realpath(path) if isinstance(path, str) and path else None
+
+
+def _is_sshd(exe: str, sshd: str | None) -> bool:
+    """The run's sshd binary, or an sshd that a wrapper named by COMPOSER_SSHD ran."""
+    return exe == sshd or os.path.basename(exe) == "sshd"
 
 
 def processes_with_env(name: str, value: str) -> list[int]:

@@ -30,7 +30,7 @@ from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
 from composer.jsonfile import write_json
 from composer.lock import pin_container, resolve
-from composer.paths import composer_home, work_dir
+from composer.paths import composer_home, make_work_dir, work_dir
 from composer.procs import node_processes
 from composer.record import RunsRepo
 from composer.remote import Node, Session, fan_out, wait_for_ssh
@@ -117,7 +117,7 @@ class Run:
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.heartbeat_s = launch.heartbeat_interval(os.environ)
         self.repo.validate()
-        self.work.mkdir(parents=True)
+        make_work_dir(self.work, self.staged)
         self.state = new_state(self.run_id, self.spec, self.opts)  # type: ignore[arg-type]
         self.state.save(self.work)
         self.log = Reporter(self.opts.err, self.staged / "logs" / "composer.log", self.secrets)

@@ -8,11 +8,13 @@ of the run listens on the same port on its own address.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -30,6 +32,8 @@ NODES_PER_BLOCK = 250
 DEFAULT_PORT = 22022
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd")
 INSTALL_HINT = "install OpenSSH's server: apt-get install openssh-server"
+# What a started node leaves in its directory (see modules/local-cluster/scripts/node.sh).
+NODE_FILES = ("node.pid", "sshd.pid", "sshd_config")
 
 
 def find_sshd() -> str | None:
@@ -52,24 +56,137 @@ def port_free(address: str, port: int) -> bool:
     return True
 
 
-def _lease_is_stale(path: Path) -> bool:
+LEASES_HINT = ("set COMPOSER_LEASES_DIR to a directory you own, or have root create a "
+               "shared one for every user: install -d -m 1777 -o root -g root DIR")
+YOUNG_LEASE_S = 10.0
+
+
+def local_port() -> int:
+    """The port every local node listens on: ``COMPOSER_LOCAL_PORT`` or 22022."""
+    raw = os.environ.get("COMPOSER_LOCAL_PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    port = int(raw) if raw.isdigit() else 0
+    if not 1 <= port <= 65535:
+        raise PreflightError(
+            f"COMPOSER_LOCAL_PORT={raw} is not a TCP port (a whole number from 1 to 65535)",
+            hint=f"set COMPOSER_LOCAL_PORT to a free port such as {DEFAULT_PORT}, or unset it",
+        )
+    if port < 1024 and os.geteuid() != 0:
+        raise PreflightError(
+            f"COMPOSER_LOCAL_PORT={raw}: ports below 1024 need root",
+            hint=f"set COMPOSER_LOCAL_PORT to a port from 1024 up, or unset it ({DEFAULT_PORT})",
+        )
+    return port
+
+
+def open_leases_dir() -> int:
+    """Open the machine-wide leases directory (creating it if missing) and return its fd.
+
+    Other users share it, so it is checked, never trusted: a symbolic link is refused
+    (not followed), so is a directory owned by anyone but this user or root, or one
+    others may write without the sticky bit. Only a directory created here and now is
+    opened to every user (1777); an existing one keeps its mode."""
+    directory = leases_dir()
+    created = False
     try:
-        owner = json.loads(path.read_text())
-    except (OSError, ValueError):
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(directory, 0o700)
+        created = True
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise PreflightError(f"cannot create the leases directory {directory}: {exc.strerror}",
+                             hint=LEASES_HINT) from None
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if os.path.islink(directory):
+            raise PreflightError(
+                f"the leases directory {directory} is a symbolic link; composer never "
+                "follows one there (another user may have planted it)",
+                hint="remove the link unless you made it on purpose, or " + LEASES_HINT,
+            ) from None
+        what = "not a directory" if exc.errno == errno.ENOTDIR else exc.strerror
+        raise PreflightError(f"the leases directory {directory}: {what}",
+                             hint=LEASES_HINT) from None
+    try:
+        _check_leases_dir(fd, directory, created)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_leases_dir(fd: int, directory: Path, created: bool) -> None:
+    st = os.fstat(fd)
+    if st.st_uid not in (os.geteuid(), 0):
+        raise PreflightError(
+            f"the leases directory {directory} belongs to another user (uid {st.st_uid}); "
+            "composer only uses one owned by you or by root",
+            hint=LEASES_HINT,
+        )
+    if created:
+        os.fchmod(fd, 0o1777)
+    elif st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise PreflightError(
+            f"the leases directory {directory} is writable by others without the sticky "
+            "bit: anyone could remove a lease",
+            hint=f"chmod 1777 {directory}, or " + LEASES_HINT,
+        )
+    if not os.access(".", os.W_OK | os.X_OK, dir_fd=fd):
+        raise PreflightError(f"cannot write leases in {directory}", hint=LEASES_HINT)
+
+
+def _lease_is_stale(dirfd: int, name: str) -> bool:
+    """True only for a lease that is provably abandoned: its run's work dir is gone.
+    A lease that cannot be read (another user's, a link, a directory) is taken."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
+    except FileNotFoundError:
         return True
-    return not Path(owner.get("work_dir", "/nonexistent")).exists()
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            text = fh.read(65536)
+    except OSError:
+        return False
+    try:
+        work_dir = json.loads(text)["work_dir"]
+        if not isinstance(work_dir, str):
+            raise TypeError(work_dir)
+    except (ValueError, KeyError, TypeError):
+        # Unreadable content: a lease being written right now, or a broken one.
+        return time.time() - st.st_mtime > YOUNG_LEASE_S
+    try:
+        os.stat(work_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
-def _claim(block: tuple[int, int], run_id: str, work_dir: Path) -> bool:
-    path = leases_dir() / f"127.{block[0]}.{block[1]}"
+def _claim(dirfd: int, block: tuple[int, int], run_id: str, work_dir: Path) -> bool:
+    name = f"127.{block[0]}.{block[1]}"
     payload = json.dumps({"run_id": run_id, "pid": os.getpid(), "work_dir": str(work_dir)})
     for _ in range(2):
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
+                         dir_fd=dirfd)
         except FileExistsError:
-            if not _lease_is_stale(path):
+            if not _lease_is_stale(dirfd, name):
                 return False
-            path.unlink(missing_ok=True)
+            try:
+                os.unlink(name, dir_fd=dirfd)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
             continue
         with os.fdopen(fd, "w") as fh:
             fh.write(payload)
@@ -87,9 +204,10 @@ class LocalTarget:
     name = "local"
 
     def __init__(self) -> None:
-        self.port = int(os.environ.get("COMPOSER_LOCAL_PORT", DEFAULT_PORT))
+        self.port = local_port()
 
     def preflight(self, launcher: str) -> None:
+        os.close(open_leases_dir())
         if find_sshd() is None:
             where = os.environ.get("COMPOSER_SSHD")
             problem = f"COMPOSER_SSHD={where} is not executable" if where else \
@@ -109,10 +227,13 @@ class LocalTarget:
 
     def allocate(self, run_id: str, nodes: int, work_dir: Path) -> Allocation:
         """Lease enough 127.a.b.0/24 blocks for ``nodes`` and return their addresses."""
-        directory = leases_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(PermissionError):
-            os.chmod(directory, 0o1777)
+        dirfd = open_leases_dir()
+        try:
+            return self._allocate(dirfd, run_id, nodes, work_dir)
+        finally:
+            os.close(dirfd)
+
+    def _allocate(self, dirfd: int, run_id: str, nodes: int, work_dir: Path) -> Allocation:
         need = -(-nodes // NODES_PER_BLOCK)
         rng = random.Random(run_id)
         for _ in range(200):
@@ -124,18 +245,30 @@ class LocalTarget:
             )
             if not port_free(addresses[0], self.port):
                 continue
-            claimed = [blk for blk in blocks if _claim(blk, run_id, work_dir)]
+            claimed = [blk for blk in blocks if _claim(dirfd, blk, run_id, work_dir)]
             if len(claimed) == need:
                 return Allocation(addresses, blocks)
-            self.release_blocks(claimed)
+            self._release(dirfd, claimed)
         raise PreflightError(
             f"no free loopback addresses for {nodes} nodes on port {self.port}",
             hint="stop leftover runs with composer down, or set COMPOSER_LOCAL_PORT",
         )
 
     def release_blocks(self, blocks: Iterable[Sequence[int]]) -> None:
+        try:
+            dirfd = os.open(leases_dir(), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            return
+        try:
+            self._release(dirfd, blocks)
+        finally:
+            os.close(dirfd)
+
+    @staticmethod
+    def _release(dirfd: int, blocks: Iterable[Sequence[int]]) -> None:
         for a, b in blocks:
-            (leases_dir() / f"127.{a}.{b}").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(f"127.{a}.{b}", dir_fd=dirfd)
 
     def prepare(self, run_id: str, nodes: int, work_dir: Path, alloc: Allocation) -> dict[str, Any]:
         """Generate the run's keys and return the run-time Terraform variables."""
@@ -154,6 +287,7 @@ class LocalTarget:
             "host_keys": host_keys,
             "sshd_path": find_sshd() or "/usr/sbin/sshd",
             "session_env": session_env(),
+            "python_path": sys.executable,
         }
 
     @staticmethod
@@ -180,9 +314,10 @@ class LocalTarget:
         for node in sorted(nodes_dir.iterdir()):
             # A start interrupted halfway: its script may still be starting sshd.
             kill_all(processes_with_env("NODE_DIR", str(node)))
-            if not (node / "sshd.pid").exists() and not (node / "sshd_config").exists():
+            if not any((node / name).exists() for name in NODE_FILES):
                 continue
-            env = {**os.environ, "NODE_DIR": str(node), "NODE_RUN_ID": work_dir.name}
+            env = {**os.environ, "NODE_DIR": str(node), "NODE_RUN_ID": work_dir.name,
+                   "NODE_PYTHON": sys.executable}
             subprocess.run(["sh", str(script), "stop"], env=env, check=False, timeout=60,
                            capture_output=True)
             swept.append(node.name)

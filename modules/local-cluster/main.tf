@@ -1,5 +1,5 @@
 locals {
-  script = "${path.module}/scripts/node.sh"
+  script = abspath("${path.module}/scripts/node.sh")
   nodes = [
     for rank in range(var.node_count) : {
       rank     = rank
@@ -20,7 +20,8 @@ resource "terraform_data" "node" {
     address  = local.nodes[count.index].address
     port     = var.port
     node_dir = local.nodes[count.index].node_dir
-    script   = abspath(local.script)
+    script   = local.script
+    python   = var.python_path
   }
 
   lifecycle {
@@ -30,8 +31,11 @@ resource "terraform_data" "node" {
     }
   }
 
+  # The script path goes to sh as one argument, never through a shell command line:
+  # a work dir holding a space, a quote or a "$" is data.
   provisioner "local-exec" {
-    command = "${abspath(local.script)} start"
+    interpreter = ["/bin/sh", self.input.script]
+    command     = "start"
     environment = {
       NODE_RUN_ID         = var.run_id
       NODE_RANK           = self.input.rank
@@ -41,15 +45,18 @@ resource "terraform_data" "node" {
       NODE_SSHD           = var.sshd_path
       NODE_AUTHORIZED_KEY = var.authorized_key
       NODE_SESSION_ENV    = local.session_env
+      NODE_PYTHON         = self.input.python
     }
   }
 
   provisioner "local-exec" {
-    when    = destroy
-    command = "${self.input.script} stop"
+    when        = destroy
+    interpreter = ["/bin/sh", self.input.script]
+    command     = "stop"
     environment = {
       NODE_RUN_ID = self.input.run_id
       NODE_DIR    = self.input.node_dir
+      NODE_PYTHON = self.input.python
     }
   }
 }

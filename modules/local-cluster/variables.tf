@@ -73,6 +73,16 @@ variable "sshd_path" {
   default     = "/usr/sbin/sshd"
 }
 
+variable "python_path" {
+  description = "Python 3 interpreter (an absolute path, or a name on PATH) that runs each node's supervisor, the child subreaper every process of the node stays under."
+  type        = string
+  default     = "python3"
+  validation {
+    condition     = length(var.python_path) > 0
+    error_message = "python_path must name a Python 3 interpreter."
+  }
+}
+
 variable "session_env" {
   description = "Environment every session on a node starts with (for instance PATH and VIRTUAL_ENV of the caller)."
   type        = map(string)

@@ -61,3 +61,8 @@ variable "session_env" {
   description = "Environment of every session on a node."
   type        = map(string)
 }
+
+variable "python_path" {
+  description = "Python 3 interpreter that runs each node's supervisor."
+  type        = string
+}

@@ -12,4 +12,5 @@ module "cluster" {
   host_keys      = var.host_keys
   sshd_path      = var.sshd_path
   session_env    = var.session_env
+  python_path    = var.python_path
 }

@@ -1,0 +1,135 @@
+"""Processes of a node that try to outlive it, and processes that only look like a node."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .conftest import Tally
+from .util import (
+    assert_gone,
+    final_json,
+    process_alive,
+    record_json,
+    simple_job,
+    start_up,
+    wait_for,
+    write_job,
+)
+
+if TYPE_CHECKING:
+    from tests.conftest import Composer
+
+pytestmark = pytest.mark.integration
+
+
+def with_env(name: str, value: str) -> list[int]:
+    """Live processes whose environment holds ``name=value``."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            entries = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle in entries and process_alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+
+
+def test_daemonized_workload_is_stopped(composer: Composer, tmp_path: Path,
+                                        tally: Tally) -> None:
+    """A workload that leaves its session and sheds COMPOSER_NODE_DIR still goes with the
+    node."""
+    with tally.check("escapes"):
+        token = uuid.uuid4().hex
+        command = (f"setsid env -u COMPOSER_NODE_DIR ESCAPEE={token} sleep 300 "
+                   "</dev/null >/dev/null 2>&1 & echo started")
+        job = write_job(tmp_path / "job", simple_job("daemon", 2, command))
+        try:
+            done = composer.run("up", str(job), "--json", timeout=240)
+            survivors = with_env("ESCAPEE", token)
+        finally:
+            kill(with_env("ESCAPEE", token))
+        assert done.returncode == 0, done.stderr
+        assert survivors == [], f"daemonized workload survived teardown: {survivors}"
+        run_id = final_json(done.stdout)["run_id"]
+        assert record_json(composer, run_id, "result.json")["teardown"]["status"] == "destroyed"
+        assert_gone(composer, run_id)
+
+
+def test_process_outside_the_node_tree_fails_teardown(composer: Composer, tmp_path: Path,
+                                                      tally: Tally) -> None:
+    """A process of the node that its stop did not reach (it escaped the node's process
+    tree) is killed, and teardown says so: failed, exit 4, naming the process."""
+    with tally.check("escapes"):
+        job = write_job(tmp_path / "job", simple_job("escaped", 1, "echo hi"))
+        escapee: subprocess.Popen[bytes] | None = None
+        try:
+            with start_up(composer, job, "up", COMPOSER_PAUSE_AT="collect") as up:
+                marker = up.paused("collect")
+                node_dir = marker.parent / "nodes" / "node-0"
+                escapee = subprocess.Popen(
+                    ["sleep", "301"], env={**os.environ, "COMPOSER_NODE_DIR": str(node_dir)},
+                    start_new_session=True,
+                )
+                marker.unlink()
+                done = up.finish()
+            alive_after = process_alive(escapee.pid)
+        finally:
+            if escapee is not None:
+                escapee.kill()
+                escapee.wait(timeout=30)
+        assert not alive_after, "the escaped process was not killed"
+        assert done.returncode == 4, done.stderr
+        run_id = final_json(done.stdout)["run_id"]
+        teardown = record_json(composer, run_id, "result.json")["teardown"]
+        assert teardown["status"] == "failed", teardown
+        assert str(escapee.pid) in teardown["error"] and "sleep 301" in teardown["error"], \
+            teardown
+        down = composer.run("down", run_id, "--json", timeout=180)
+        assert down.returncode == 0, down.stderr
+        assert_gone(composer, run_id)
+
+
+def test_gc_kills_only_the_runs_sshd(composer: Composer, tmp_path: Path, tally: Tally) -> None:
+    """A ``tail -f`` of a node's sshd.log is not a node: gc and down leave it alone."""
+    with tally.check("escapes"):
+        job = write_job(tmp_path / "job", simple_job("stranded", 2, "echo hi"))
+        tail: subprocess.Popen[bytes] | None = None
+        try:
+            with start_up(composer, job, "up", COMPOSER_PAUSE_AT="run") as up:
+                up.paused("run")
+                work = composer.home / "work" / str(up.run_id)
+                log = work / "nodes" / "node-0" / "sshd.log"
+                tail = subprocess.Popen(["tail", "-f", str(log)], stdout=subprocess.DEVNULL,
+                                        start_new_session=True)
+                wait_for(lambda: process_alive(tail.pid) if tail else None, 10, "tail -f")
+                up.proc.kill()
+                up.proc.wait(timeout=30)
+                done = composer.run("gc", "--yes", "--json", timeout=240)
+            tail_alive = process_alive(tail.pid)
+        finally:
+            if tail is not None:
+                tail.kill()
+                tail.wait(timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert tail_alive, "gc killed a tail -f that only named the node's sshd.log"
+        assert up.run_id is not None
+        assert_gone(composer, up.run_id)
