@@ -1,6 +1,7 @@
 # composer: two commands on a fresh Debian/Ubuntu machine.
 #   make demo   set up .venv, make sure sshd is there, run examples/hello-mpi
-#   make test   lint and run every test (unit, golden, integration; containers with podman)
+#   make test   lint and run every test (unit, golden, integration; containers with podman,
+#               and with docker against a private dockerd started for the run, stopped after)
 #   make image  build the container example's image into podman's local store (cached)
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv sshd podman image train train-container clean
+.PHONY: demo test lint bench venv sshd podman docker image train train-container clean
 
 demo: venv sshd podman
 	$(BIN)/composer up examples/hello-mpi/job.toml
@@ -23,7 +24,16 @@ train-container: venv sshd image
 image: podman
 	images/build.sh
 
-test: venv sshd podman lint
+# The docker tests use a private dockerd (images/dockerd.sh: own data root under
+# .cache/dockerd, own socket, no iptables/bridge), stopped by its pid when pytest ends;
+# one already running for this checkout is used and left running. When none can start,
+# the docker tests skip and say why.
+test: venv sshd podman docker lint
+	@if images/dockerd.sh status >/dev/null 2>&1; then own=0; else own=1; fi; \
+	if line=$$(images/dockerd.sh start); then \
+	  export COMPOSER_TEST_DOCKER_HOST="$${line#DOCKER_HOST=}"; \
+	  if [ $$own = 1 ]; then trap 'images/dockerd.sh stop' EXIT; trap 'exit 130' INT TERM; fi; \
+	else echo "make test: no private dockerd started: the docker tests will skip" >&2; fi; \
 	$(BIN)/python -m pytest
 
 bench: venv sshd
@@ -59,6 +69,17 @@ podman:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc mmdebstrap >/dev/null; \
 	else \
 	  echo "container workloads need podman, runc and mmdebstrap: e.g. 'sudo apt-get install podman runc mmdebstrap' (their tests are skipped without them)" >&2; \
+	fi
+
+# Docker's daemon for the docker tests (tests/integration/test_docker.py): Debian's docker.io.
+docker:
+	@if command -v dockerd >/dev/null && command -v docker >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing docker.io (docker tests; a private dockerd is started for them)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null; } \
+	    || echo "could not install docker.io: the docker tests will skip" >&2; \
+	else \
+	  echo "the docker tests need dockerd: e.g. 'sudo apt-get install docker.io' (they are skipped without it)" >&2; \
 	fi
 
 clean:

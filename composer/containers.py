@@ -7,6 +7,11 @@ expands ``$COMPOSER_WORK_DIR`` (and, for MPI ranks, the PMIx rendezvous
 directories) on the node at run time, so one command line serves every node
 and every rank wherever it lands.
 
+The engine's client talks to the daemon the caller's environment names
+(``DOCKER_HOST`` and docker's other client variables, ``client_env``): the run
+passes them to the node sessions and records them in its work dir, so the
+ranks' containers and the sweep of a run's leftovers reach the same daemon.
+
 MPI follows the hybrid model: the host's ``mpirun`` starts one container per
 rank, the rank's launcher variables (``PMIX_*``, ``OMPI_*``, ``PRTE_*``) are
 passed in, and the containers share the host's network, IPC and PID
@@ -23,7 +28,7 @@ import resource
 import shlex
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +49,21 @@ INSTALL_HINT = {
     "docker": "install Docker Engine (https://docs.docker.com/engine/install/)",
     "apptainer": "install Apptainer (https://apptainer.org/docs/admin/main/installation.html)",
 }
+# The caller's variables that say which daemon an engine's client talks to.
+CLIENT_ENV = {
+    "docker": ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_TLS_VERIFY",
+               "DOCKER_CERT_PATH", "DOCKER_API_VERSION"),
+}
+DOCKER_DEFAULT_HOST = "unix:///var/run/docker.sock"
+DAEMON_HINT = (
+    "start one (systemctl start docker, or run dockerd as root; images/dockerd.sh start "
+    "starts a private one and prints its DOCKER_HOST), or point DOCKER_HOST at a daemon "
+    "that runs, e.g. export DOCKER_HOST=unix:///path/to/docker.sock"
+)
 CGROUPS_ERROR = "cgroups"
 PROBE_TIMEOUT = 120
+DAEMON_TIMEOUT = 30
+RUNTIME_FILE = "container-runtime.json"
 
 
 @dataclass(frozen=True)
@@ -199,9 +217,10 @@ def wrap(run: ContainerRun, command: Sequence[str] | str) -> list[str]:
 # -- the local store: pinning --------------------------------------------------
 
 
-def _run(argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _run(argv: Sequence[str], timeout: float = 60,
+         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                          check=False)
+                          check=False, env=None if env is None else dict(env))
 
 
 def require_engine(runtime: str) -> str:
@@ -218,12 +237,15 @@ def pin_image(runtime: str, image: str) -> dict[str, Any]:
     """The image's digest and ID in the runtime's local store, and the reference to run.
 
     podman and docker: ``IMAGE@sha256:<digest>`` when the store resolves that
-    reference to the same image ID, else the ID itself (``sha256:<id>``); both are
-    recorded. apptainer: the SIF file's sha256, run by path.
+    reference to the same image ID, else the ID itself (``sha256:<id>``: an image
+    built or loaded locally into docker has no digest); both are recorded, and
+    ``pinned_by`` says which one the run starts ("digest" or "id"). apptainer: the
+    SIF file's sha256, run by path.
     """
     require_engine(runtime)
     if runtime == "apptainer":
         return _pin_sif(image)
+    check_daemon(runtime)
     done = _run([runtime, "image", "inspect", "--format", "{{json .}}", image])
     if done.returncode != 0:
         raise PreflightError(
@@ -248,7 +270,7 @@ def pin_image(runtime: str, image: str) -> dict[str, Any]:
                 == image_id:
             ref = by_digest
     return {"runtime": runtime, "image": image, "digest": digest or None, "id": image_id,
-            "ref": ref}
+            "ref": ref, "pinned_by": "id" if ref == image_id else "digest"}
 
 
 def _pin_sif(image: str) -> dict[str, Any]:
@@ -259,7 +281,57 @@ def _pin_sif(image: str) -> dict[str, Any]:
         raise PreflightError(f"apptainer image {image} is not a file here",
                              hint="build the SIF first: apptainer build IMAGE.sif DEFINITION")
     digest = f"sha256:{file_sha256(path)}"  # type: ignore[arg-type]
-    return {"runtime": "apptainer", "image": image, "digest": digest, "id": digest, "ref": path}
+    return {"runtime": "apptainer", "image": image, "digest": digest, "id": digest, "ref": path,
+            "pinned_by": "digest"}
+
+
+def drift_pins(box: dict[str, Any]) -> dict[str, Any]:
+    """The pins of a lock's ``container`` that ``composer reproduce`` compares: runtime,
+    image, and the one the run started by (``container.digest`` or ``container.id``)."""
+    by = box.get("pinned_by") or ("digest" if box.get("digest") else "id")
+    return {"container.runtime": box.get("runtime"), "container.image": box.get("image"),
+            f"container.{by}": box.get(by)}
+
+
+# -- the daemon ------------------------------------------------------------------
+
+
+def client_env(runtime: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's variables that point ``runtime``'s client at its daemon (set ones)."""
+    environ = os.environ if environ is None else environ
+    return {n: environ[n] for n in CLIENT_ENV.get(runtime, ()) if environ.get(n)}
+
+
+def daemon_text(environ: Mapping[str, str] | None = None) -> str:
+    """Which Docker daemon the client is pointed at, as the user set it."""
+    env = client_env("docker", environ)
+    if "DOCKER_HOST" in env:
+        return f"DOCKER_HOST={env['DOCKER_HOST']}"
+    if "DOCKER_CONTEXT" in env:
+        return f"DOCKER_CONTEXT={env['DOCKER_CONTEXT']} (DOCKER_HOST is not set)"
+    return f"{DOCKER_DEFAULT_HOST} (DOCKER_HOST is not set)"
+
+
+def check_daemon(runtime: str) -> str:
+    """The daemon's version; ``PreflightError`` naming ``DOCKER_HOST`` when none answers.
+
+    Only docker has a daemon to ask; for the others this returns "".
+    """
+    if runtime != "docker":
+        return ""
+    try:
+        done = _run(["docker", "version", "--format", "{{.Server.Version}}"],
+                    timeout=DAEMON_TIMEOUT)
+        version, answer = done.stdout.strip() if done.returncode == 0 else "", done.stderr
+    except subprocess.TimeoutExpired:
+        version, answer = "", f"no answer in {DAEMON_TIMEOUT}s"
+    if not version:
+        raise PreflightError(
+            f"container.runtime = \"docker\", but no Docker daemon answers at "
+            f"{daemon_text()}: {_first_line(answer)}",
+            hint=DAEMON_HINT,
+        )
+    return version
 
 
 def _repository(image: str) -> str:
@@ -301,27 +373,33 @@ def probe(runtime: str, ref: str, cache: Path | None = None) -> RuntimeOptions:
 
     podman: its default OCI runtime first, then runc when that fails (crun on a
     hybrid-cgroups host: "cgroups in hybrid mode not supported") and runc is
-    installed; for each, ulimits from ``ulimit_ladder``. The answer is cached in
-    ``cache`` (keyed by engine version and hard limits). Raises ``PreflightError``
-    with the engine's message when nothing starts.
+    installed; for each, ulimits from ``ulimit_ladder``. docker: the daemon's
+    runtime, ulimits from the ladder. The answer is cached in ``cache`` (keyed by
+    engine version, daemon and hard limits). Raises ``PreflightError`` with the
+    engine's message when nothing starts.
     """
-    if runtime != "podman":
-        return RuntimeOptions(ulimits=ulimit_ladder()[0] if runtime == "docker" else ())
-    info = _run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}} {{.Version.Version}}"])
-    default, _, version = (info.stdout.strip() if info.returncode == 0 else "").partition(" ")
+    if runtime not in ("podman", "docker"):
+        return RuntimeOptions()
     ladder = ulimit_ladder()
-    key = f"podman {version} {default} {ladder[0]}"
+    candidates: list[str | None] = [None]
+    if runtime == "podman":
+        info = _run(["podman", "info", "--format",
+                     "{{.Host.OCIRuntime.Name}} {{.Version.Version}}"])
+        default, _, version = (info.stdout.strip() if info.returncode == 0 else "").partition(" ")
+        key = f"podman {version} {default} {ladder[0]}"
+        if default != "runc" and shutil.which("runc"):
+            candidates.append("runc")
+    else:
+        default = ""
+        key = f"docker {check_daemon('docker')} {daemon_text()} {ladder[0]}"
     cached = _read_cache(cache, key)
     if cached is not None:
         return cached
-    candidates: list[str | None] = [None]
-    if default != "runc" and shutil.which("runc"):
-        candidates.append("runc")
     errors = []
     for oci in candidates:
         for limits in ladder:
             options = RuntimeOptions(oci, limits)
-            argv = _oci_argv("podman", ContainerRun("podman", ref, options=options), False)
+            argv = _oci_argv(runtime, ContainerRun(runtime, ref, options=options), False)
             done = _run([*argv, "true"], timeout=PROBE_TIMEOUT)
             if done.returncode == 0:
                 _write_cache(cache, key, options)
@@ -330,8 +408,8 @@ def probe(runtime: str, ref: str, cache: Path | None = None) -> RuntimeOptions:
                           f"{_first_line(done.stderr)}")
             if CGROUPS_ERROR in done.stderr and "rlimit" not in done.stderr:
                 break  # this OCI runtime cannot start anything here: try the next one
-    hint = "apt-get install runc" if not shutil.which("runc") else None
-    raise PreflightError(f"podman cannot start {ref}: " + "; ".join(errors[-3:]), hint=hint)
+    hint = "apt-get install runc" if runtime == "podman" and not shutil.which("runc") else None
+    raise PreflightError(f"{runtime} cannot start {ref}: " + "; ".join(errors[-3:]), hint=hint)
 
 
 def _limits_text(limits: tuple[tuple[str, int, int], ...]) -> str:
@@ -364,3 +442,43 @@ def _write_cache(cache: Path | None, key: str, options: RuntimeOptions) -> None:
 
 def gpus_present() -> bool:
     return os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi") is not None
+
+
+# -- leftovers ---------------------------------------------------------------------
+
+
+def save_runtime(work: Path, runtime: str) -> None:
+    """Write down in a run's work dir which engine starts its containers and the client
+    variables that reach its daemon, so ``sweep`` (teardown, ``down``, ``gc``, maybe
+    from another shell) reaches the same one."""
+    write_json(work / RUNTIME_FILE, {"runtime": runtime, "env": client_env(runtime)})
+
+
+def _saved_runtime(work: Path) -> tuple[str | None, dict[str, str]]:
+    try:
+        data = json.loads((work / RUNTIME_FILE).read_text())
+        return str(data["runtime"]), {str(k): str(v) for k, v in data.get("env", {}).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, {}
+
+
+def sweep(run_id: str, work: Path) -> list[str]:
+    """Remove the containers labelled ``composer.run=<run_id>``: podman's, and those of
+    the engine the run wrote down, reached through the daemon it wrote down."""
+    runtime, saved = _saved_runtime(work)
+    engines: dict[str, dict[str, str] | None] = {"podman": None} if shutil.which("podman") \
+        else {}
+    if runtime == "docker" and shutil.which("docker"):
+        env = {k: v for k, v in os.environ.items() if k not in CLIENT_ENV["docker"]}
+        engines["docker"] = {**env, **saved}
+    removed: list[str] = []
+    for engine, env in engines.items():
+        try:
+            found = _run([engine, "ps", "-aq", "--filter", f"label=composer.run={run_id}"],
+                         env=env).stdout.split()
+            if found:
+                _run([engine, "rm", "-f", *found], timeout=120, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        removed += [f"container-{cid[:12]}" for cid in found]
+    return removed

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from composer import __version__
+from composer import __version__, containers
 from composer.compare import (
     compare_manifests,
     compare_metrics,
@@ -128,9 +128,7 @@ def _pins(lock: dict[str, Any]) -> dict[str, Any]:
         pins[f"inputs.{dest}.sha256"] = item.get("sha256")
     box = lock.get("container")
     if box:
-        pins["container.runtime"] = box.get("runtime")
-        pins["container.image"] = box.get("image")
-        pins["container.digest"] = box.get("digest")
+        pins.update(containers.drift_pins(box))
     return pins
 
 

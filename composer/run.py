@@ -118,6 +118,8 @@ class Run:
         self.heartbeat_s = launch.heartbeat_interval(os.environ)
         self.repo.validate()
         make_work_dir(self.work, self.staged)
+        if self.spec.container.enabled:
+            containers.save_runtime(self.work, self.spec.container.runtime)
         self.state = new_state(self.run_id, self.spec, self.opts)  # type: ignore[arg-type]
         self.state.save(self.work)
         self.log = Reporter(self.opts.err, self.staged / "logs" / "composer.log", self.secrets)
@@ -131,8 +133,9 @@ class Run:
         self.log.say(f"run {self.run_id} ({spec_summary(self.spec)})")
         if self.image is not None and self.container_options is not None:
             opts = self.container_options.to_dict()
+            daemon = f"{containers.daemon_text()}, " if self.image["runtime"] == "docker" else ""
             self.log.say(f"container: {self.image['runtime']} {self.image['ref']} "
-                         f"(oci runtime {opts['oci_runtime'] or 'default'}, "
+                         f"({daemon}oci runtime {opts['oci_runtime'] or 'default'}, "
                          f"ulimits {opts['ulimits'] or 'default'})")
         INTERRUPTS.install()
         started = time.monotonic()
@@ -168,7 +171,7 @@ class Run:
         """How the workload starts in the pinned image: which variables go in, by name."""
         assert self.image is not None and self.container_options is not None
         box = self.spec.container
-        host_only = {"PATH", "VIRTUAL_ENV"}
+        host_only = {"PATH", "VIRTUAL_ENV", *containers.CLIENT_ENV.get(box.runtime, ())}
         names = {n for n in env if n not in host_only}
         names |= {"COMPOSER_NODE_RANK", "COMPOSER_NODE_ADDR", "COMPOSER_OUTPUT_DIR",
                   "COMPOSER_WORK_DIR"}
@@ -256,6 +259,8 @@ class Run:
         addrs = [n.address for n in self.nodes]
         env = dict(self.target.session_env())
         env.update(dict(self.spec.run.env))
+        if self.spec.container.enabled:  # the daemon preflight asked, on the nodes too
+            env.update(containers.client_env(self.spec.container.runtime))
         env.update(
             COMPOSER_RUN_ID=self.run_id, COMPOSER_NUM_NODES=str(len(self.nodes)),
             COMPOSER_NODE_ADDRS=",".join(addrs), COMPOSER_HEAD_ADDR=addrs[0],

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from composer import containers
 from composer.errors import PreflightError
 from composer.keys import generate_keypair
 from composer.paths import leases_dir
@@ -329,25 +330,8 @@ class LocalTarget:
             kill_all(stray)
             swept.append(f"sshd-{len(stray)}")
             time.sleep(0.1)
-        swept += sweep_containers(work_dir.name)
+        swept += containers.sweep(work_dir.name, work_dir)
         return swept
-
-
-def sweep_containers(run_id: str) -> list[str]:
-    """Remove podman containers a run's workload left (labelled ``composer.run=<id>``)."""
-    if shutil.which("podman") is None:
-        return []
-    try:
-        found = subprocess.run(
-            ["podman", "ps", "-aq", "--filter", f"label=composer.run={run_id}"],
-            capture_output=True, text=True, check=False, timeout=60,
-        ).stdout.split()
-        if found:
-            subprocess.run(["podman", "rm", "-f", *found], capture_output=True, check=False,
-                           timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [f"container-{cid[:12]}" for cid in found]
 
 
 def session_env() -> dict[str, str]:

@@ -1,4 +1,6 @@
-"""Containerized workloads with real podman: both launchers, digest pinning, image drift."""
+"""Containerized workloads with real podman: both launchers, digest pinning, image drift.
+
+The same runs under docker: test_docker.py (helpers shared from here)."""
 
 from __future__ import annotations
 
@@ -11,18 +13,20 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, Composer
+from tests.integration.conftest import IMAGE
 from tests.integration.test_reproduce import refused, up
 from tests.integration.test_up import read_record, write_job
 
 pytestmark = pytest.mark.integration
 
-IMAGE = "localhost/composer-train:latest"
 DRIFT_IMAGE = "localhost/composer-drift-test:latest"
 
 PROBE = """
     import json, os, sys
     out = os.environ["COMPOSER_OUTPUT_DIR"]
-    facts = {"in_container": os.path.exists("/run/.containerenv"), "python": sys.executable,
+    engine = "podman" if os.path.exists("/run/.containerenv") else \
+        "docker" if os.path.exists("/.dockerenv") else None
+    facts = {"in_container": engine, "python": sys.executable,
              "cwd": os.getcwd(), "seed": os.environ.get("SEED"),
              "rank": os.environ.get("COMPOSER_NODE_RANK"),
              "data": open("data/in.txt").read().strip()}
@@ -58,17 +62,6 @@ JOB = """
 """
 
 
-@pytest.fixture(scope="session")
-def train_image() -> str:
-    """The example image, built once by the script behind `make image` (cached)."""
-    if shutil.which("podman") is None or shutil.which("mmdebstrap") is None:
-        pytest.skip("podman and mmdebstrap are needed (apt-get install podman runc mmdebstrap)")
-    done = subprocess.run([str(ROOT / "images" / "build.sh")], capture_output=True, text=True,
-                          timeout=900, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return IMAGE
-
-
 def container_job(root: Path, name: str, launcher: str = "ssh", image: str = IMAGE,
                   runtime: str = "podman", slots: int = 1, source: str = "all") -> Path:
     command = '["python", "probe.py", "mpi"]' if launcher == "mpi" else '["python", "probe.py"]'
@@ -90,7 +83,7 @@ def test_ssh_launcher_in_podman(composer: Composer, train_image: str, tmp_path: 
     run_id = up(composer, job)
     for rank in (0, 1):
         facts = json.loads(read_record(composer, run_id, f"outputs/node-{rank}/facts.json"))
-        assert facts["in_container"] is True and facts["python"] == "/opt/venv/bin/python"
+        assert facts["in_container"] == "podman" and facts["python"] == "/opt/venv/bin/python"
         assert facts["seed"] == "7" and facts["rank"] == str(rank) and facts["data"] == "21"
         assert facts["cwd"].endswith(f"node-{rank}/work/code")
     lock = json.loads(read_record(composer, run_id, "lock.json"))
@@ -98,6 +91,7 @@ def test_ssh_launcher_in_podman(composer: Composer, train_image: str, tmp_path: 
     digest = subprocess.run(["podman", "image", "inspect", "--format", "{{.Digest}}", IMAGE],
                             capture_output=True, text=True, check=True).stdout.strip()
     assert box["runtime"] == "podman" and box["image"] == IMAGE and box["digest"] == digest
+    assert box["pinned_by"] == "digest"
     assert box["ref"] == f"localhost/composer-train@{digest}"
     assert box["id"].startswith("sha256:")
     log = read_record(composer, run_id, "logs/composer.log")
@@ -109,13 +103,21 @@ def test_mpi_launcher_in_podman(composer: Composer, train_image: str, tmp_path: 
     job = container_job(tmp_path / "job", "ctr-mpi", launcher="mpi", slots=2, source="head")
     run_id = up(composer, job)
     facts = json.loads(read_record(composer, run_id, "outputs/facts.json"))
-    assert facts["in_container"] is True and facts["python"] == "/opt/venv/bin/python"
+    assert facts["in_container"] == "podman" and facts["python"] == "/opt/venv/bin/python"
     assert facts["world"] == 4 and facts["sum"] == 0 + 1 + 2 + 3
     no_containers_left(run_id)
 
 
-def test_train_container_example(composer: Composer, train_image: str) -> None:
+def model_sha256(composer: Composer, run_id: str) -> str:
+    """The sha256 the record's output manifest gives the trained model."""
+    manifest = json.loads(read_record(composer, run_id, "outputs/manifest.json"))
+    return next(f["sha256"] for f in manifest["files"] if f["path"] == "model.npz")
+
+
+def test_train_container_example(composer: Composer, train_image: str,
+                                 example_models: dict[str, str]) -> None:
     run_id = up(composer, ROOT / "examples" / "train-container" / "job.toml")
+    example_models["podman"] = model_sha256(composer, run_id)
     lock = json.loads(read_record(composer, run_id, "lock.json"))
     assert lock["container"]["digest"].startswith("sha256:")
     assert "@sha256:" in lock["container"]["ref"]

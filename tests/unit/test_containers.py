@@ -197,3 +197,51 @@ def test_image_digest_change_is_image_drift() -> None:
         ("image", "container.digest", "sha256:aa", "sha256:bb")]
     assert pin_drift(lock("sha256:aa"), lock("sha256:aa")) == []
     assert [d.kind for d in pin_drift({}, lock("sha256:aa"))] == ["image"] * 3
+
+
+def test_image_id_change_is_image_drift_when_pinned_by_id() -> None:
+    def lock(image_id: str) -> dict:
+        return {"container": {"runtime": "docker", "image": "x:latest", "digest": None,
+                              "id": image_id, "ref": image_id, "pinned_by": "id"}}
+
+    drifts = pin_drift(lock("sha256:aa"), lock("sha256:bb"))
+    assert [(d.kind, d.name, d.old, d.new) for d in drifts] == [
+        ("image", "container.id", "sha256:aa", "sha256:bb")]
+    assert pin_drift(lock("sha256:aa"), lock("sha256:aa")) == []
+
+
+def test_a_lock_without_pinned_by_compares_what_it_ran() -> None:
+    by_id = {"runtime": "docker", "image": "x", "digest": None, "id": "sha256:aa"}
+    assert containers.drift_pins(by_id)["container.id"] == "sha256:aa"
+    by_digest = {**by_id, "digest": "sha256:dd"}
+    assert containers.drift_pins(by_digest)["container.digest"] == "sha256:dd"
+    assert "container.id" not in containers.drift_pins(by_digest)
+
+
+def test_client_env_is_docker_variables_that_are_set() -> None:
+    environ = {"DOCKER_HOST": "unix:///s.sock", "DOCKER_CONTEXT": "", "DOCKER_CONFIG": "/c",
+               "PATH": "/bin", "CONTAINER_HOST": "x"}
+    assert containers.client_env("docker", environ) == {"DOCKER_HOST": "unix:///s.sock",
+                                                        "DOCKER_CONFIG": "/c"}
+    assert containers.client_env("podman", environ) == {}
+
+
+def test_daemon_text_names_docker_host() -> None:
+    assert containers.daemon_text({"DOCKER_HOST": "tcp://h:2375"}) == "DOCKER_HOST=tcp://h:2375"
+    assert containers.daemon_text({}) == \
+        "unix:///var/run/docker.sock (DOCKER_HOST is not set)"
+    assert containers.daemon_text({"DOCKER_CONTEXT": "remote"}).startswith(
+        "DOCKER_CONTEXT=remote")
+
+
+def test_docker_example_differs_from_podman_only_in_runtime() -> None:
+    import tomllib
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "train-container"
+    podman = tomllib.loads((example / "job.toml").read_text())
+    docker = tomllib.loads((example / "job-docker.toml").read_text())
+    assert (podman["container"]["runtime"], docker["container"]["runtime"]) == \
+        ("podman", "docker")
+    for spec in (podman, docker):
+        del spec["container"]["runtime"], spec["job"]["description"]
+    assert podman == docker
