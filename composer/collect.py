@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 
+from composer import sshopts
 from composer.errors import SSHError
 from composer.records import guard
 from composer.records import manifest as manifests
@@ -139,10 +140,8 @@ def matches(rel: str, patterns: tuple[str, ...]) -> bool:
 def ssh_argv(session: Session, known_hosts: Path) -> list[str]:
     """The OpenSSH client to the node: the run's key, the pinned host key only."""
     node = session.node
-    return ["ssh", "-i", str(session.key_path), "-o", f"UserKnownHostsFile={known_hosts}",
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
-            "-p", str(node.port), f"{session.user}@{node.address}"]
+    return ["ssh", *sshopts.options(session.key_path, known_hosts, node.port),
+            f"{session.user}@{node.address}"]
 
 
 Feed = Callable[[bytes], None]

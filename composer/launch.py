@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from composer import sshopts
 from composer.errors import UsageError
 from composer.remote import Node, Session
 from composer.secrets import Secrets
@@ -75,12 +76,7 @@ def hostfile(nodes: Sequence[Node]) -> str:
 
 def ssh_wrapper(key: str, known_hosts: str, port: int) -> str:
     """The ssh mpirun uses to reach the other nodes: the run's key, pinned host keys."""
-    opts = [
-        "-i", key, "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-        "-o", "LogLevel=ERROR", "-p", str(port),
-    ]
+    opts = sshopts.options(key, known_hosts, port)
     return f'#!/bin/sh\nexec ssh {shlex.join(opts)} "$@"\n'
 
 

@@ -308,11 +308,17 @@ class Run:
         env["COMPOSER_HOSTFILE"] = f"{head.work_dir}/hostfile"
         if spec.container.enabled:
             command = containers.wrap(self.container_run(env, mpi=True), command)
+        agent, extra = f"{head.work_dir}/.ssh/composer-ssh", list(self.target.mpi_args())
+        if any(c.isspace() for c in agent):
+            # mpirun splits its ssh agent on blanks: name the wrapper and find it through
+            # the head's PATH; the head then starts every daemon itself (no tree spawn),
+            # since the other nodes' PATH does not hold it.
+            env["PATH"] = f"{head.work_dir}/.ssh:{env.get('PATH', '/usr/bin:/bin')}"
+            agent = "composer-ssh"
+            extra += ["--prtemca", "plm_ssh_no_tree_spawn", "1"]
         argv = launch.mpirun_argv(
-            launch.mpirun_path(), env["COMPOSER_HOSTFILE"],
-            f"{head.work_dir}/.ssh/composer-ssh",
-            sum(n.slots for n in self.nodes), [*env, *self.spec.run.secret_env],
-            self.target.mpi_args(),
+            launch.mpirun_path(), env["COMPOSER_HOSTFILE"], agent,
+            sum(n.slots for n in self.nodes), [*env, *self.spec.run.secret_env], extra,
             command, as_root=self.sessions[0].user == "root",
         )
         return launch.run_mpi(self.sessions[0], argv, env, spec.cluster.slots_per_node,

@@ -14,6 +14,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+from composer import sshopts
 from composer.down import find_work_dir
 from composer.errors import UsageError
 from composer.paths import work_root
@@ -80,10 +81,7 @@ def ssh_argv(work: Path, nodes: list[Node], node: Node, user: str, command: list
              interactive: bool) -> list[str]:
     """OpenSSH to ``node``: the run's key, only the pinned host keys, no prompts."""
     known = known_hosts_file(work, nodes)
-    argv = ["ssh", "-i", str(work / "keys" / "client"),
-            "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-p", str(node.port)]
+    argv = ["ssh", *sshopts.options(work / "keys" / "client", known, node.port)]
     line = remote_line(command)
     if line is None and interactive:
         # An interactive shell (not a login shell: that could reset PATH),

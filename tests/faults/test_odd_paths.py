@@ -30,12 +30,8 @@ def test_path_with_shell_syntax_is_data(composer: Composer, tmp_path: Path,
         assert_gone(composer, final_json(done.stdout)["run_id"])
 
 
-MPI_AGENT = ("mpirun splits its ssh agent (plm_ssh_agent) on spaces, and the agent is a "
-             "wrapper under the node's work dir")
-
-
 @pytest.mark.parametrize("launcher", [
-    "ssh", pytest.param("mpi", marks=pytest.mark.xfail(strict=True, reason=MPI_AGENT)),
+    "ssh", "mpi",
 ])
 def test_composer_home_with_odd_characters(tmp_path: Path, tally: Tally, launcher: str) -> None:
     """A COMPOSER_HOME holding a space, quotes, ``$``, ``%`` and ``#`` works end to end."""

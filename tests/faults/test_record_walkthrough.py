@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def runs_json(c: Composer) -> dict[str, dict]:  # type: ignore[type-arg]
     done = c.run("runs", "--json", timeout=60)
     assert done.returncode == 0, done.stderr
-    return {item["run_id"]: item for item in json.loads(done.stdout)}
+    return {item["run_id"]: item for item in json.loads(done.stdout)["runs"]}
 
 
 def test_down_of_a_kept_cluster_is_recorded_and_idempotent(composer: Composer, tmp_path: Path,

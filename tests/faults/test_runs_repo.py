@@ -79,7 +79,9 @@ def test_down_and_gc_take_the_runs_repo_and_carry_on(composer: Composer, tmp_pat
         # No flag and no COMPOSER_RUNS_REPO: each run's own repository.
         swept = composer.run("gc", "--yes", "--json", timeout=240, COMPOSER_RUNS_REPO="")
         assert swept.returncode == 4, swept.stderr
-        report = {item["run_id"]: item for item in json.loads(swept.stdout)}
+        data = json.loads(swept.stdout)
+        assert data["failed"] == 2, data
+        report = {item["run_id"]: item for item in data["runs"]}
         assert report[killed["b"]]["outcome"] == "destroyed"
         assert_gone(composer, killed["b"])
         assert record_json(composer, killed["b"], "result.json")["status"] == "abandoned"
@@ -98,7 +100,7 @@ def test_down_and_gc_take_the_runs_repo_and_carry_on(composer: Composer, tmp_pat
         swept = composer.run("gc", "--yes", "--runs-repo", str(fixed), "--json", timeout=240,
                              COMPOSER_RUNS_REPO="")
         assert swept.returncode == 0, swept.stderr
-        assert {i["run_id"]: i["outcome"] for i in json.loads(swept.stdout)} == {
+        assert {i["run_id"]: i["outcome"] for i in json.loads(swept.stdout)["runs"]} == {
             killed["c"]: "destroyed"}
         tags = (fixed / ".git" / "refs" / "tags" / "run").iterdir()
         assert [p.name for p in tags] == [killed["c"]]

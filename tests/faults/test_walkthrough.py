@@ -240,13 +240,13 @@ def forge(c: Composer, run_id: str, tmp: Path, edit: dict[str, str]) -> str:
     """A copy of a record with some output texts changed (manifest kept in step)."""
     repo = RunsRepo(c.runs)
     staged = repo.export(run_id, tmp / "forged")
-    manifest = json.loads((staged / "outputs" / "manifest.json").read_text())
+    manifest = json.loads((staged / "manifest.json").read_text())
     for entry in manifest["files"]:
         if entry["path"] in edit:
             data = edit[entry["path"]].encode()
             (staged / "outputs" / entry["path"]).write_bytes(data)
             entry.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
-    (staged / "outputs" / "manifest.json").write_text(json.dumps(manifest))
+    (staged / "manifest.json").write_text(json.dumps(manifest))
     forged = f"{run_id[:-6]}f0f0f0"
     repo.commit_run(forged, staged, "a record with an edited output")
     return forged

@@ -284,7 +284,7 @@ def test_runs_and_show(composer: Composer, tmp_path: Path) -> None:
     table = composer.run("runs")
     assert table.returncode == 0
     header, row = table.stdout.splitlines()[:2]
-    assert header.split() == ["RUN", "JOB", "STATUS", "NODES", "DURATION", "STARTED"]
+    assert header.split() == ["RUN", "JOB", "STATUS", "NODES", "DURATION", "STARTED", "CLUSTER"]
     assert row.split()[:4] == [run_id, "listed", "succeeded", "1"]
     show = composer.run("show", run_id[:17])
     assert show.returncode == 0 and "result.json" in show.stdout and "succeeded" in show.stdout

@@ -166,10 +166,10 @@ def test_ssh_wrapper_pins_host_keys() -> None:
         if o.lower().startswith("stricthostkeychecking=") and o != "StrictHostKeyChecking=yes"
     ]
     assert "StrictHostKeyChecking=no" not in script
-    assert "UserKnownHostsFile=/keys/known_hosts" in options
+    assert 'UserKnownHostsFile="/keys/known_hosts"' in options
     assert "IdentitiesOnly=yes" in options
     assert "BatchMode=yes" in options
-    assert words[words.index("-i") + 1] == "/keys/run key"
+    assert 'IdentityFile="/keys/run key"' in options
     assert words[words.index("-p") + 1] == "2222"
 
 
@@ -269,3 +269,12 @@ def test_tag_matches_open_mpi_tagged_lines(line: bytes, groups: tuple[bytes, ...
 )
 def test_tag_ignores_other_lines(line: bytes) -> None:
     assert TAG.match(line) is None
+
+
+def test_ssh_options_escape_paths_for_openssh() -> None:
+    from composer.sshopts import config_value, options
+
+    assert config_value('/h/my "x" 100% #1\\') == '"/h/my \\"x\\" 100%% #1\\\\"'
+    argv = options("/a b/key", "/a b/kh", 22)
+    assert "-i" not in argv
+    assert argv[argv.index("-p") + 1] == "22"
