@@ -388,6 +388,8 @@ class Run:
         self.state.save(self.work)
         r.stages["destroy"] = round(time.monotonic() - t0, 3)
         self.log.say(f"[destroy] {r.teardown['status']} in {r.stages['destroy']:.2f}s")
+        if r.teardown.get("error"):
+            self.log.say(f"[destroy] {r.teardown['error']}")
 
     def _finish(self, started: float, signum: int | None) -> RunOutcome:
         r = self.result
@@ -406,7 +408,8 @@ class Run:
         r.composer_exit_code = int(code)
         if r.status == "failed" and r.stage == "run" and self.job is not None:
             self.log.say(f"failed: {r.error}")
-        self.log.say(f"{r.status} (exit {code}) in {r.duration_s:.2f}s")
+        torn = ", but teardown failed" if r.teardown.get("status") == "failed" else ""
+        self.log.say(f"{r.status}{torn} (exit {code}) in {r.duration_s:.2f}s")
         self.log.log.flush()
         self.tf_log.flush()
         if self.replay is not None and self.replay.finalize is not None:

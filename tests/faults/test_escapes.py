@@ -103,6 +103,9 @@ def test_process_outside_the_node_tree_fails_teardown(composer: Composer, tmp_pa
         assert teardown["status"] == "failed", teardown
         assert str(escapee.pid) in teardown["error"] and "sleep 301" in teardown["error"], \
             teardown
+        said = done.stderr[done.stderr.index("composer: [destroy] failed"):]
+        assert f"{escapee.pid} (sleep 301)" in said, done.stderr
+        assert "succeeded, but teardown failed (exit 4)" in said, done.stderr
         down = composer.run("down", run_id, "--json", timeout=180)
         assert down.returncode == 0, down.stderr
         assert_gone(composer, run_id)
