@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from composer.remote import Session
+if TYPE_CHECKING:
+    from composer.remote import Session
 
 SCRIPT = r"""
 echo "hostname=$(hostname)"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, BinaryIO, TypeVar
 
 import paramiko
 
@@ -280,17 +280,27 @@ class Session:
         except (SSHError, TimeoutError, OSError, EOFError, paramiko.SSHException):
             return
 
-    def push(self, command: str, data: bytes, timeout: float = 300.0) -> None:
-        """Run ``command`` with ``data`` on its stdin (for instance ``tar -x``)."""
+    def push(self, command: str, data: bytes | BinaryIO, timeout: float = 300.0,
+             on_channel: Callable[[paramiko.Channel], None] | None = None,
+             on_sent: Callable[[int], None] | None = None, chunk: int = 1 << 16) -> None:
+        """Run ``command`` with ``data`` (bytes, or a stream read in ``chunk`` pieces) on
+        its stdin, for instance ``tar -x``; ``on_channel`` gets the channel once open (to
+        close it from elsewhere), ``on_sent`` each piece's size. SSHError on failure."""
         channel = self._require().get_transport().open_session()  # type: ignore[union-attr]
+        if on_channel is not None:
+            on_channel(channel)
         channel.set_combine_stderr(True)
         channel.settimeout(timeout)
         channel.exec_command(command)
-        channel.sendall(data)
+        source = io.BytesIO(data) if isinstance(data, bytes) else data
+        while piece := source.read(chunk):
+            channel.sendall(piece)
+            if on_sent is not None:
+                on_sent(len(piece))
         channel.shutdown_write()
-        output = b""
-        while chunk := channel.recv(65536):
-            output += chunk
+        output = bytearray()
+        while received := channel.recv(65536):
+            output += received
         code = channel.recv_exit_status()
         channel.close()
         if code != 0:

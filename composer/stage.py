@@ -164,26 +164,10 @@ def _send_ssh(session: Session, command: str, tar: Path, known: Path,
 
 def _send_paramiko(session: Session, command: str, tar: Path, transfer: Transfer) -> None:
     """``command`` over the open paramiko session, ``tar`` on its stdin in chunks."""
-    if session.client is None or session.client.get_transport() is None:
-        raise SSHError(session.node.name, "not connected")
-    channel = session.client.get_transport().open_session()  # type: ignore[union-attr]
-    transfer.on_stop(channel.close)
-    channel.set_combine_stderr(True)
-    channel.settimeout(STALL_TIMEOUT_S)
-    channel.exec_command(command)
     with open(tar, "rb") as src:
-        while chunk := src.read(PARAMIKO_CHUNK):
-            channel.sendall(chunk)
-            transfer.add(len(chunk))
-    channel.shutdown_write()
-    output = bytearray()
-    while data := channel.recv(65536):
-        output += data
-    code = channel.recv_exit_status()
-    channel.close()
-    if code != 0:
-        text = output.decode("utf-8", "replace").strip()
-        raise SSHError(session.node.name, f"{command!r} failed (exit {code}): {text[-2000:]}")
+        session.push(command, src, STALL_TIMEOUT_S,
+                     on_channel=lambda channel: transfer.on_stop(channel.close),
+                     on_sent=transfer.add, chunk=PARAMIKO_CHUNK)
 
 
 def stage(sessions: list[Session], tar: Path, work: Path, say: Say | None = None) -> None:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from composer.procs import processes_with_env as with_env
+
 from .conftest import Tally
 from .util import (
     assert_gone,
@@ -27,22 +29,6 @@ if TYPE_CHECKING:
     from tests.conftest import Composer
 
 pytestmark = pytest.mark.integration
-
-
-def with_env(name: str, value: str) -> list[int]:
-    """Live processes whose environment holds ``name=value``."""
-    needle = f"{name}={value}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            entries = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if needle in entries and process_alive(int(proc.name)):
-            found.append(int(proc.name))
-    return found
 
 
 def kill(pids: list[int]) -> None:

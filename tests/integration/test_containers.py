@@ -110,7 +110,7 @@ def test_mpi_launcher_in_podman(composer: Composer, train_image: str, tmp_path: 
 
 def model_sha256(composer: Composer, run_id: str) -> str:
     """The sha256 the record's output manifest gives the trained model."""
-    manifest = json.loads(read_record(composer, run_id, "outputs/manifest.json"))
+    manifest = json.loads(read_record(composer, run_id, "manifest.json"))
     return next(f["sha256"] for f in manifest["files"] if f["path"] == "model.npz")
 
 

@@ -396,3 +396,12 @@ def test_git_pin_repo_without_commits(tmp_path: Path, git_env: dict[str, str]) -
     _git(empty, git_env, "init", "-q")
     (empty / "a.txt").write_text("a\n")
     assert git_pin(empty) is None
+
+
+def test_parse_facts_from_a_real_h200_node() -> None:
+    """The facts script's GPU line as nvidia-smi printed it on an H200 machine
+    (driver 580.159.04), run through the same script composer runs on a node."""
+    facts = parse_facts(FACTS + "gpu=NVIDIA H200, 580.159.04, 143771 MiB\n")
+    assert facts["gpus"] == [
+        {"name": "NVIDIA H200", "driver": "580.159.04", "memory": "143771 MiB"},
+    ]
