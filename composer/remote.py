@@ -293,19 +293,25 @@ class Session:
         channel.settimeout(timeout)
         channel.exec_command(command)
         source = io.BytesIO(data) if isinstance(data, bytes) else data
-        while piece := source.read(chunk):
-            channel.sendall(piece)
-            if on_sent is not None:
-                on_sent(len(piece))
-        channel.shutdown_write()
+        cut: OSError | None = None
+        try:
+            while piece := source.read(chunk):
+                channel.sendall(piece)
+                if on_sent is not None:
+                    on_sent(len(piece))
+            channel.shutdown_write()
+        except OSError as exc:  # the command ended early: its status and output say why
+            cut = exc
         output = bytearray()
         while received := channel.recv(65536):
             output += received
         code = channel.recv_exit_status()
         channel.close()
-        if code != 0:
+        if code != 0 or cut is not None:
             text = output.decode("utf-8", "replace").strip()
-            raise SSHError(self.node.name, f"{command!r} failed (exit {code}): {text[-2000:]}")
+            why = f" (input cut short: {cut})" if cut is not None else ""
+            raise SSHError(self.node.name,
+                           f"{command!r} failed (exit {code}){why}: {text[-2000:]}")
 
     def check(self, command: str, timeout: float = 120.0) -> str:
         """Run ``command``; return its output; SSHError when it fails."""
