@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from composer.jsonfile import write_json
 from composer.paths import work_root
 from composer.procs import process_alive
 from composer.record import RunsRepo, check_run_id, default_repo_path, strip_tag
+from composer.records import guard
 from composer.result import cap_logs, now_iso, remove_tree
 from composer.run import destroy
+from composer.secrets import Secrets
 from composer.state import RunState
 from composer.targets import get_target
 
@@ -187,6 +190,9 @@ def _commit_pending(work: Path, state: RunState, teardown: dict[str, Any],
             error=f"the composer process ({state.pid}) stopped during {state.stage}",
         )
     result.setdefault("schema_version", 1)
+    withheld = _screen(staged)
+    if withheld:
+        result["withheld_by_down"] = withheld
     cut = cap_logs(staged / "logs", state.max_log_size)
     if cut:
         result["logs_cut"] = {**result.get("logs_cut", {}), **cut}
@@ -195,3 +201,35 @@ def _commit_pending(work: Path, state: RunState, teardown: dict[str, Any],
     status = result["status"]
     repo.commit_run(state.run_id, staged, f"{state.job}: {status} ({state.run_id})")
     return str(repo.run_dir(state.run_id))
+
+
+def _run_secrets(staged: Path) -> tuple[Secrets | None, list[str]]:
+    """The run's ``secret_env`` values from this environment (as ``up`` had them), and
+    the names this environment lacks."""
+    try:
+        data = tomllib.loads((staged / "job.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, []
+    names = (data.get("run") or {}).get("secret_env") or []
+    names = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    missing = [n for n in names if n not in os.environ]
+    if missing:
+        return None, missing
+    return Secrets({n: os.environ[n] for n in names}), []
+
+
+def _screen(staged: Path) -> str | None:
+    """Screen a stranded run's outputs and logs before its commit, as ``up`` would: with
+    the run's secret values when this environment has them; without them, no output
+    can be told safe, so every output is withheld. Returns why, when it withheld all."""
+    secrets, missing = _run_secrets(staged)
+    if missing:
+        guard.redact_logs(staged, None)
+        reason = (f"not screened for secrets: {', '.join(missing)} not set when composer "
+                  "down committed the record")
+        if guard.withhold_all_outputs(staged, reason):
+            return reason
+        return None
+    guard.redact_logs(staged, secrets)
+    guard.screen_outputs(staged, secrets)
+    return None

@@ -33,6 +33,7 @@ from composer.lock import pin_container, resolve
 from composer.paths import composer_home, make_work_dir, work_dir
 from composer.procs import node_processes
 from composer.record import RunsRepo
+from composer.records import guard
 from composer.remote import Node, Session, fan_out, wait_for_ssh
 from composer.render import Infra, render
 from composer.result import (
@@ -378,6 +379,9 @@ class Run:
                              f"composer ssh {self.run_id} {n.name} [-- COMMAND...]")
             return
         t0 = time.monotonic()
+        # The outcome so far, for composer down should this process die while tearing
+        # down: a run that finished keeps its status, and only the teardown is redone.
+        write_json(self.staged / "result.json", r.to_dict())
         r.stage = "destroy" if r.status == "running" else r.stage
         self.state.stage = "destroy"
         self.state.save(self.work)
@@ -414,6 +418,9 @@ class Run:
         self.tf_log.flush()
         if self.replay is not None and self.replay.finalize is not None:
             self.replay.finalize(r, self.staged)
+        # Keys and secrets out of the logs before they are cut: a cut inside a key
+        # would leave lines of it that no longer look like one.
+        guard.redact_logs(self.staged, self.secrets)
         r.logs_cut = cap_logs(self.staged / "logs", self.spec.record.max_log_size)
         for name, cut in r.logs_cut.items():
             self.log.say(f"{name}: {cut['size']} bytes, kept the first and last "

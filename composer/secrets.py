@@ -20,6 +20,7 @@ from composer.errors import PreflightError
 MASK = "***"
 SECRETS_FILE = ".composer-secrets"
 MIN_LINE = 4
+MIN_SECRET = 8
 
 
 class Secrets:
@@ -38,6 +39,14 @@ class Secrets:
             raise PreflightError(
                 f"run.secret_env: {', '.join(missing)} not set in composer's environment",
                 hint="export the variable before composer up; its value is never recorded",
+            )
+        short = [n for n in names if 0 < len(os.environ[n]) < MIN_SECRET]
+        if short:
+            raise PreflightError(
+                f"run.secret_env: the value of {', '.join(short)} is shorter than "
+                f"{MIN_SECRET} characters",
+                hint="a value that short cannot be told apart from ordinary output, so it "
+                "cannot be masked; pass it in [run] env instead, or use a longer secret",
             )
         return cls({n: os.environ[n] for n in names})
 

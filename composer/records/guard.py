@@ -21,6 +21,7 @@ are committed like any other output.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from composer.jsonfile import dump_json
 from composer.records import manifest
 
 if TYPE_CHECKING:
@@ -273,6 +275,13 @@ def _pem_body(line: bytes) -> bool:
     return not text or set(text) <= _PEM_BODY or text.startswith(_PEM_HEADERS)
 
 
+def _key_line(line: bytes) -> bool:
+    """A line that reads as part of a key's base64 body (long, or padded), not a word."""
+    text = line.strip()
+    return (line != KEY_REDACTED and bool(text) and _pem_body(text)
+            and (len(text) >= 16 or text.endswith(b"=")))
+
+
 def redact_keys(data: bytes) -> bytes:
     """``data`` with every private key block (BEGIN..END, or BEGIN and the base64 lines
     after it) replaced by one line saying so."""
@@ -284,6 +293,11 @@ def redact_keys(data: bytes) -> bytes:
         marker = FORBIDDEN_CONTENT in line
         if in_key and not marker and _pem_body(line):
             continue
+        if marker and b"END" in line and b"BEGIN" not in line and not in_key:
+            # An END with no BEGIN before it (a log cut in the middle of a key): the
+            # key's lines are the ones just above it.
+            while out and _key_line(out[-1]):
+                out.pop()
         in_key = False
         if marker:
             if b"BEGIN" in line and b"END" not in line:
@@ -304,13 +318,36 @@ def redact_logs(staged: Path, secrets: Secrets | None = None) -> list[str]:
         if rel.split("/", 1)[0] == OUTPUTS or path.is_symlink() or not path.is_file():
             continue
         data = path.read_bytes()
-        new = secrets.redact_bytes(data) if secrets else data
+        new = data
+        if secrets and secrets.contains(data):
+            new = (_redact_json(data, secrets) if path.suffix == ".json"
+                   else secrets.redact_bytes(data))
         if rel.split("/", 1)[0] == LOGS:
             new = redact_keys(new)
         if new != data:
             path.write_bytes(new)
             touched.append(rel)
     return touched
+
+
+def _redact_json(data: bytes, secrets: Secrets) -> bytes:
+    """A JSON file of the record with secret values masked inside its strings only, so
+    the file stays valid JSON (a raw replace could break its syntax)."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return secrets.redact_bytes(data)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return secrets.redact(item)
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        if isinstance(item, dict):
+            return {secrets.redact(k): walk(v) for k, v in item.items()}
+        return item
+
+    return dump_json(walk(value)).encode()
 
 
 def screen_record(staged: Path, secrets: Secrets | None = None) -> list[Withheld]:
@@ -361,3 +398,30 @@ def find_forbidden(root: Path) -> list[ForbiddenFile]:
                     ForbiddenFile(printable(entry.relative_to(root).as_posix()), reason)
                 )
     return sorted(found, key=lambda f: f.path)
+
+
+def withhold_all_outputs(staged: Path, reason: str) -> list[Withheld]:
+    """Withhold every output of a staged record (one that cannot be screened): each
+    file removed, listed with ``reason`` and no hash."""
+    outputs = staged / OUTPUTS
+    data = manifest.load(staged) if (staged / manifest.MANIFEST).is_file() else None
+    files: list[dict[str, Any]] = (data or manifest.empty()).setdefault("files", [])
+    by_path = {e.get("path"): e for e in files if isinstance(e, dict)}
+    found: list[Withheld] = []
+    for path in _files_under(outputs):
+        rel = path.relative_to(outputs).as_posix()
+        size = path.lstat().st_size
+        path.unlink()
+        entry = by_path.get(rel)
+        if entry is None:
+            entry = {"path": printable(rel), "node": "", "size": size}
+            files.append(entry)
+        _withhold(entry, reason, printable(rel))
+        found.append(Withheld(printable(rel), reason))
+    for entry in files:
+        if entry.get("committed"):
+            _withhold(entry, reason, str(entry.get("path")))
+    _prune_empty_dirs(outputs)
+    files.sort(key=lambda e: str(e.get("path")))
+    manifest.save(staged, {**(data or manifest.empty()), "files": files})
+    return found
