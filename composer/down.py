@@ -21,7 +21,7 @@ from composer.errors import ComposerError, RunNotFound
 from composer.jsonfile import write_json
 from composer.paths import work_root
 from composer.procs import process_alive
-from composer.record import RunsRepo, check_run_id, default_repo_path, strip_tag
+from composer.record import RunsRepo, RunsRepoError, check_run_id, default_repo_path, strip_tag
 from composer.records import guard
 from composer.result import cap_logs, now_iso, remove_tree
 from composer.run import destroy
@@ -85,8 +85,11 @@ def down(ref: str, runs_repo: str | None = None) -> dict[str, Any]:
             f"run {state.run_id} is still in progress (process {state.pid})",
             hint=f"stop it with kill -TERM {state.pid}; it tears its cluster down itself",
         )
-    if not state.committed:
-        repo.validate()
+    # Everything down records needs a usable repository: checked before anything is
+    # destroyed, so a wrong one costs nothing and down can simply be run again.
+    repo.validate()
+    if state.committed:
+        _require_recorded(repo, state)
     recorded = _recorded_teardown(repo, state)
     if state.destroyed and state.committed and recorded in GONE:
         remove_tree(work)
@@ -129,6 +132,20 @@ def _already_down(ref: str, runs_repo: str | None, missing: RunNotFound) -> dict
         )
     return {"run_id": run_id, "teardown": {"status": status}, "record": None,
             "process_alive": False, "already_destroyed": True}
+
+
+def _require_recorded(repo: RunsRepo, state: RunState) -> None:
+    """The run's record must be in ``repo``: its teardown is recorded there."""
+    try:
+        found = repo.read_file(state.run_id, "result.json")
+    except ComposerError:
+        found = None
+    if found is None:
+        raise RunsRepoError(
+            f"run {state.run_id} is not recorded in the runs repository {repo.path}",
+            hint=f"it was recorded in {state.runs_repo}; point --runs-repo or "
+            "COMPOSER_RUNS_REPO there (nothing was destroyed)",
+        )
 
 
 def _recorded_teardown(repo: RunsRepo, state: RunState) -> str | None:

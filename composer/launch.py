@@ -44,6 +44,12 @@ class JobResult:
     node_exit_codes: tuple[int, ...]
     failed_node: str | None = None
     stopped: tuple[str, ...] = ()
+    also_failed: tuple[str, ...] = ()
+
+
+# How a workload that composer stopped ends: SIGTERM or SIGKILL (by the shell's 128+N, or
+# a channel closed with no status); any other code is the workload's own failure.
+STOPPED_CODES = frozenset({128 + 15, 128 + 9, -1})
 
 
 def workload_argv(command: Sequence[str] | str, name: str = "composer-run") -> list[str]:
@@ -299,7 +305,7 @@ def run_ssh(sessions: Sequence[Session], envs: Sequence[Mapping[str, str]],
         finally:
             streams.ended(name)
         with lock:
-            if code != 0 and stop.is_set() and failed:
+            if code in STOPPED_CODES and stop.is_set() and failed:
                 stopped.append(i)
             elif code != 0:
                 failed.append(i)
@@ -323,7 +329,8 @@ def run_ssh(sessions: Sequence[Session], envs: Sequence[Mapping[str, str]],
         return JobResult(0, codes)
     names = [s.node.name for s in sessions]
     return JobResult(codes[failed[0]], codes, names[failed[0]],
-                     tuple(names[i] for i in sorted(stopped)))
+                     tuple(names[i] for i in sorted(stopped)),
+                     tuple(f"{names[i]} ({codes[i]})" for i in failed[1:]))
 
 
 def run_mpi(head: Session, argv: Sequence[str], env: Mapping[str, str], slots: int,

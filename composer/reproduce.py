@@ -218,11 +218,20 @@ def verdict(recorded: Recorded, spec: Spec, staged: Path, result: Result,
 
 
 def latest_of(repo: RunsRepo, job: str) -> str:
-    """The newest original run of ``job``: reproductions (``reproduces`` set) are skipped."""
+    """The newest original run of ``job`` that succeeded: reproductions (``reproduces``
+    set) and runs that failed, timed out or were interrupted are skipped."""
     runs = [r for r in repo.list_runs() if r.job == job]
-    for run in reversed(runs):
-        if not (repo.show(run.run_id).get("result") or {}).get("reproduces"):
+    originals = [r for r in runs
+                 if not (repo.show(r.run_id).get("result") or {}).get("reproduces")]
+    for run in reversed(originals):
+        if run.status == "succeeded":
             return run.run_id
+    if originals:
+        newest = originals[-1]
+        raise UsageError(f"no run of job '{job}' succeeded; the newest is {newest.run_id} "
+                         f"({newest.status})",
+                         hint=f"name it to reproduce it anyway: composer reproduce "
+                         f"{newest.run_id}")
     if runs:
         raise UsageError(f"every recorded run of job '{job}' is a reproduction",
                          hint="name the run to reproduce by its id")
@@ -256,17 +265,29 @@ def reproduce(ref: str | None, opts: RunOptions, job: Path | None = None,
     code = VERDICT_EXIT[found["verdict"]]
     if outcome.exit_code in (ExitCode.INFRA_FAILED, ExitCode.INTERRUPTED, ExitCode.TERMINATED):
         code = ExitCode(outcome.exit_code)
+    original = found.get("status")
     found.update(run_id=outcome.run_id, record=outcome.record, exit_code=int(code),
-                 status=outcome.status)
+                 status=outcome.status,
+                 original_status=original.get("old") if isinstance(original, dict) else None)
     return found
+
+
+def _shown(value: Any) -> str:
+    """A value in a verdict line: ``-`` where a side has none."""
+    return "-" if value is None else str(value)
 
 
 def format_verdict(v: dict[str, Any]) -> str:
     lines = [f"{v['verdict']}: run {v.get('run_id')} reproduces {v['reproduces']}"]
+    old_status = v.get("original_status")
+    if old_status and old_status != v.get("status"):
+        lines.append(f"  status: {old_status} -> {v.get('status')}")
     for d in v.get("drift", []):
-        lines.append(f"  drift {d['kind']}: {d['name']}: {d['old']} -> {d['new']}")
+        lines.append(f"  drift {d['kind']}: {d['name']}: {_shown(d['old'])} -> "
+                     f"{_shown(d['new'])}")
     for f in v.get("files", []):
-        lines.append(f"  {f['kind']} {f['path']}: {f['old_sha256']} -> {f['new_sha256']}")
+        lines.append(f"  {f['kind']} {f['path']}: {_shown(f['old_sha256'])} -> "
+                     f"{_shown(f['new_sha256'])}")
         if f.get("diff"):
             lines.extend(f"    {line}" for line in f["diff"].rstrip("\n").splitlines())
     for m in v.get("metrics", []):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -149,7 +150,13 @@ class Run:
                 signum = self._fail(exc)
             finally:
                 with INTERRUPTS.shield():
-                    self._teardown()
+                    try:
+                        self._teardown()
+                    except Exception as exc:  # noqa: BLE001 - the record must still be made
+                        self.result.teardown = {
+                            "status": "failed", "error": describe(exc),
+                            "hint": f"composer down {self.run_id} tries again"}
+                        self.log.say(f"[destroy] failed: {describe(exc)}")
             with INTERRUPTS.shield():
                 return self._finish(started, signum)
         finally:
@@ -338,6 +345,10 @@ class Run:
         if job.exit_code != 0:
             r.stage = "run"
             r.error = f"{job.failed_node} exited with {job.exit_code}"
+            if job.exit_code == 127:
+                r.error += " (command not found: check run.command and the node's PATH)"
+            if job.also_failed:
+                r.error += f"; also failed: {', '.join(job.also_failed)}"
             if job.stopped:
                 r.error += f"; stopped {', '.join(job.stopped)} (run.fail_fast)"
 
@@ -465,7 +476,15 @@ def destroy(engine, target, work: Path, parallelism: int, log: IO[str],  # type:
         engine.destroy(work / "tf", VAR_FILES, parallelism, log)
     except ComposerError as exc:
         outcome = {"status": "failed", "error": exc.message}
-    swept = target.sweep(work)
+    except (OSError, RuntimeError) as exc:  # the machine itself: no process, no thread
+        outcome = {"status": "failed", "error": f"terraform destroy could not run: {exc}",
+                   "hint": f"composer down {work.name} tries again"}
+    try:
+        swept = target.sweep(work)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        swept = []
+        outcome = {"status": "failed", "error": f"sweeping the nodes failed: {exc}",
+                   "hint": f"composer down {work.name} tries again"}
     if swept:
         outcome["swept"] = swept
     left = node_processes(work)
