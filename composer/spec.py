@@ -701,6 +701,11 @@ class _Checker:
             if collected is not None and not _collectable(name, collected):
                 missing = "is not among the collected outputs (outputs.paths)"
                 self.add(where, f"{_quote(name)} {missing}")
+            elif (collected is not None and collected.from_ == "all"
+                    and not _NODE_PREFIX.match(name)):
+                self.add(where, f'{_quote(name)} is never in a record with outputs.from = '
+                                f'"all": each node\'s files are under node-<rank>/, e.g. '
+                                f'{_quote("node-0/" + name)} (or collect from = "head")')
         return tuple(listed)
 
     def output_file(self, value: Any, path: str) -> str | None:

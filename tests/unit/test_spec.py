@@ -771,7 +771,7 @@ def test_reproduce_tolerance_numbers(job_dir: Path) -> None:
         ("head", ["Metrics.json"], "metrics.json", False),
         ("all", ["metrics.json"], "node-0/metrics.json", True),
         ("all", ["metrics.json"], "node-12/metrics.json", True),
-        ("all", ["metrics.json"], "metrics.json", True),
+        ("all", ["metrics.json"], "metrics.json", False),
         ("all", ["eval/*.json"], "node-3/eval/a.json", True),
         ("all", ["metrics.json"], "node-x/metrics.json", False),
         ("all", ["metrics.json"], "node-/metrics.json", False),
@@ -790,6 +790,12 @@ def test_reproduce_metrics_must_be_collected(
     text = toml_dumps(doc)
     if collected:
         assert parse_spec(text, job_dir / "job.toml").reproduce.metrics == (metric,)
+    elif source == "all" and "/" not in metric:
+        assert problems_of(job_dir, text) == [
+            f'reproduce.metrics[0]: "{metric}" is never in a record with outputs.from = "all": '
+            f'each node\'s files are under node-<rank>/, e.g. "node-0/{metric}" '
+            '(or collect from = "head")'
+        ]
     else:
         assert problems_of(job_dir, text) == [
             f'reproduce.metrics[0]: "{metric}" is not among the collected outputs (outputs.paths)'
