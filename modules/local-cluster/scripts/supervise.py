@@ -10,25 +10,36 @@
         here instead of to init. Exits once it has no child left.
 
     supervise.py stop NODE_DIR
-        Stop the node: TERM, then KILL, every process below its supervisor until
-        none is left (the supervisor then exits). A process still carrying the
-        node's COMPOSER_NODE_DIR outside that tree escaped it: it is killed too, and
-        reported, as is anything that outlived SIGKILL; then the exit status is 1.
+        Stop the node: TERM, then STOP and KILL, every process below its supervisor
+        and every process in a session or process group seen there, until the
+        supervisor exits on its own. It exits only once it has no child left, and
+        every orphan of the tree is re-parented to it, so its exit proves the tree
+        empty, even of a process that forks and exits faster than /proc can be read.
+        Then a sweep looks for what escaped: a live process in one of those sessions
+        or groups, or carrying the node's COMPOSER_NODE_DIR. It is killed and
+        reported, as is anything still running, and the exit status is 1. The whole
+        stop takes at most STOP_S + SWEEP_S seconds.
 
 Only the standard library: Terraform runs this with whatever Python the caller names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterable
 
 PR_SET_CHILD_SUBREAPER = 36
-GRACE_S = 0.5
-KILL_S = 10.0
+GRACE_S = 0.5  # between SIGTERM and SIGKILL
+STOP_S = 8.0  # for the tree to be gone (the supervisor to exit), grace included
+SWEEP_S = 1.5  # for the sweep of what escaped the tree
+QUIET_SCANS = 5  # consecutive empty scans that end a sweep
+FORGET_SCANS = 20  # consecutive scans a session id may go unseen, then it is forgotten
 
 
 def alive(pid: int) -> bool:
@@ -41,8 +52,9 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X", b"")
 
 
-def parents() -> dict[int, int]:
-    """Parent pid of every process on the machine."""
+def table(zombies: bool = False) -> dict[int, tuple[int, int, int]]:
+    """(parent pid, process group, session) of every live process on the machine, or
+    of every exited one not yet reaped (``zombies``)."""
     found = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -53,21 +65,141 @@ def parents() -> dict[int, int]:
         except OSError:
             continue
         fields = stat[stat.rindex(b")") + 2:].split()
-        found[int(name)] = int(fields[1])
+        if (fields[0] in (b"Z", b"X")) == zombies:
+            found[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]))
     return found
 
 
-def descendants(root: int) -> list[int]:
+def descendants(root: int, procs: dict[int, tuple[int, int, int]] | None = None) -> list[int]:
     """Live processes below ``root`` (not ``root`` itself)."""
+    procs = table() if procs is None else procs
     children: dict[int, list[int]] = {}
-    for pid, ppid in parents().items():
+    for pid, (ppid, _, _) in procs.items():
         children.setdefault(ppid, []).append(pid)
     found, todo = [], list(children.get(root, []))
     while todo:
         pid = todo.pop()
         found.append(pid)
         todo.extend(children.get(pid, []))
-    return [pid for pid in found if alive(pid)]
+    return found
+
+
+class Tree:
+    """The processes of one node: those below ``root``, and those in any session or
+    process group seen among them. A process forked in the tree inherits both, so a
+    chain that forks and exits faster than a scan can list it stays reachable: one
+    ``killpg`` signals a whole group at once (the kernel aborts a fork that a signal
+    to its group interrupts), and ``killpg(group, 0)`` says, without a scan, whether
+    the group still has a live member. ``root`` itself (unless ``with_root``) and
+    this process are never members.
+
+    An id is forgotten once its group is empty (killpg says so) and, for a session,
+    once no scan has seen it held for FORGET_SCANS scans in a row: an id nobody holds
+    can be reused (pids wrap around), and a stranger's group must never be killed."""
+
+    def __init__(self, root: int, with_root: bool = False) -> None:
+        self.root = root
+        self.with_root = with_root
+        self.scans = 0
+        self.groups: set[int] = set()
+        self.sessions: dict[int, int] = {}  # id -> the last scan that saw it held
+        self.spared = {os.getpid()} if with_root else {os.getpid(), root}
+        own = table().get(root)
+        if own is not None:
+            self.note(own[1], own[2])
+        # Never signal a group that holds this process or the supervisor.
+        mine = {os.getpgid(0), own[1] if own is not None and not with_root else -1}
+        self.no_killpg = {g for g in mine if g > 0}
+
+    def note(self, pgid: int, sid: int) -> None:
+        self.groups.update((pgid, sid))  # a session's leader leads a group of that id
+        self.sessions[sid] = self.scans
+
+    def members(self) -> list[int]:
+        """Scan: the live processes below root and in a session or group seen."""
+        return sorted(self.scan(below=True))
+
+    def mates(self) -> list[int]:
+        """Scan: the live processes in a session or group seen (none by ancestry)."""
+        return sorted(self.scan(below=False))
+
+    def scan(self, below: bool) -> set[int]:
+        procs = table()
+        self.scans += 1
+        found: set[int] = set()
+        if below and self.root in procs:
+            found.update(descendants(self.root, procs))
+            if self.with_root:
+                found.add(self.root)
+        for pid, (_, pgid, sid) in procs.items():
+            if pid in found or pgid in self.groups or sid in self.sessions:
+                found.add(pid)
+                self.note(pgid, sid)
+        self.groups = set(self.held())
+        for old in [i for i, seen in self.sessions.items() if self.scans - seen > FORGET_SCANS]:
+            del self.sessions[old]
+        return found - self.spared
+
+    def held(self) -> list[int]:
+        """The groups seen that still have a member (live, or a zombie not yet reaped)."""
+        found = []
+        for pgid in sorted(self.groups):
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass
+            found.append(pgid)
+        return found
+
+    def alive_groups(self) -> set[int]:
+        """The groups seen (but this process's) that may hold a live process: held, and
+        not only by zombies. A live member a scan misses (it forked and exited in the
+        meantime) counts, too: a group with no member in /proc at all is alive."""
+        held = set(self.held()) - {os.getpgid(0)}
+        if not held:
+            return held
+        live = {pgid for _, pgid, _ in table().values()}
+        dead = {pgid for _, pgid, _ in table(zombies=True).values()}
+        # Held again after the scans: a zombie reaped in between is not a live member.
+        return {pgid for pgid in held & set(self.held())
+                if pgid in live or pgid not in dead}
+
+    def kill(self, pids: list[int]) -> None:
+        """Stop ``pids`` (a stopped process cannot fork), then KILL their groups and
+        them."""
+        signal_all(pids, signal.SIGSTOP)
+        for pgid in self.groups - self.no_killpg:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+        signal_all(pids, signal.SIGKILL)
+
+
+def clear(tree: Tree, deadline: float, done: Callable[[], bool]) -> None:
+    """TERM the tree, give it GRACE_S, then STOP and KILL it until ``done()`` or the
+    deadline."""
+    signal_all(tree.members(), signal.SIGTERM)
+    grace = min(deadline, time.monotonic() + GRACE_S)
+    while tree.members() and time.monotonic() < grace:
+        time.sleep(0.02)
+    while not done() and time.monotonic() < deadline:
+        left = tree.members()
+        tree.kill(left)
+        time.sleep(0.001 if left else 0.005)
+
+
+def quiet(tree: Tree, scans: int = QUIET_SCANS) -> Callable[[], bool]:
+    """A ``done`` for clear(): no member seen in ``scans`` scans in a row."""
+    empty = [0]
+
+    def done() -> bool:
+        empty[0] = 0 if tree.members() else empty[0] + 1
+        return empty[0] >= scans
+
+    return done
 
 
 def command(pid: int) -> str:
@@ -80,7 +212,7 @@ def command(pid: int) -> str:
     return text[:120] or "?"
 
 
-def signal_all(pids: list[int], signum: int) -> None:
+def signal_all(pids: Iterable[int], signum: int) -> None:
     for pid in pids:
         try:
             os.kill(pid, signum)
@@ -88,21 +220,13 @@ def signal_all(pids: list[int], signum: int) -> None:
             continue
 
 
-def kill_tree(root: int) -> list[int]:
-    """TERM everything below ``root``, then KILL until nothing is left; return the pids
-    that outlived it all. ``root`` must be a subreaper: orphans come back to it."""
-    signal_all(descendants(root), signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_S
-    while descendants(root) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    deadline = time.monotonic() + KILL_S
-    while time.monotonic() < deadline:
-        left = descendants(root)
-        if not left:
-            return []
-        signal_all(left, signal.SIGKILL)
-        time.sleep(0.02)
-    return descendants(root)
+def named(pids: Iterable[int], why: str, names: dict[int, str] | None = None) -> list[str]:
+    """"PID (COMMAND) WHY" for the first few of ``pids``, and how many more there were."""
+    pids = sorted(pids)
+    said = [f"{pid} ({(names or {}).get(pid) or command(pid)}) {why}" for pid in pids[:8]]
+    if len(pids) > 8:
+        said.append(f"{len(pids) - 8} more processes {why}")
+    return said
 
 
 def with_marker(node_dir: str) -> list[int]:
@@ -152,30 +276,58 @@ def _argv_of_pid_file(path: str) -> list[str]:
 
 def stop(node_dir: str) -> int:
     problems: list[str] = []
+    deadline = time.monotonic() + STOP_S
     root = supervisor_of(node_dir)
     if root is not None:
-        stuck = kill_tree(root)
-        problems += [f"{pid} ({command(pid)}) outlived SIGKILL" for pid in stuck]
-        deadline = time.monotonic() + 2.0
-        while alive(root) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        signal_all([root], signal.SIGKILL)
+        tree = Tree(root)
+        clear(tree, deadline, lambda: not alive(root))
+        if alive(root):
+            left = tree.members()
+            problems.append(f"its supervisor {root} still held processes after {STOP_S:.0f}s")
+            problems += named(left, "outlived SIGKILL")
+            signal_all([root], signal.SIGKILL)
     else:
-        # No supervisor (it was killed): stop the sshd and what is still below it.
+        # No supervisor (it was killed): stop the sshd and what is still below it or
+        # in its session or groups.
         sshd = sshd_of(node_dir)
+        tree = Tree(sshd if sshd is not None else -1, with_root=True)
         if sshd is not None:
-            signal_all([*descendants(sshd), sshd], signal.SIGKILL)
-    escaped = with_marker(node_dir)
-    if escaped:
-        problems += [f"{pid} ({command(pid)}) escaped the node's process tree"
-                     for pid in escaped]
-        signal_all(escaped, signal.SIGKILL)
+            clear(tree, deadline, quiet(tree))
+    problems += sweep(tree, node_dir)
     if problems:
         name = os.path.basename(node_dir.rstrip("/"))
         print(f"{name}: processes outlived the node's stop (killed now): "
               + "; ".join(problems), file=sys.stderr)
         return 1
     return 0
+
+
+def sweep(tree: Tree, node_dir: str) -> list[str]:
+    """Kill what is left outside the tree: live processes in the node's sessions or
+    groups, or carrying its COMPOSER_NODE_DIR; name them (or their group, where no
+    scan saw a member), and what outlived SIGKILL."""
+    found: dict[int, str] = {}
+    found_groups: set[int] = set()
+    hit: set[int] = set()
+    empty, deadline = 0, time.monotonic() + SWEEP_S
+    while empty < QUIET_SCANS and time.monotonic() < deadline:
+        left = sorted(set(tree.mates()) | set(with_marker(node_dir)))
+        for pid in left:
+            found.setdefault(pid, command(pid))
+            with contextlib.suppress(OSError):
+                found_groups.add(os.getpgid(pid))
+        groups = tree.alive_groups()
+        hit |= groups
+        tree.kill(left)
+        empty = 0 if left or groups else empty + 1
+        time.sleep(0.001 if left or groups else 0.005)
+    still = set(tree.mates()) | set(with_marker(node_dir))
+    groups = tree.alive_groups()
+    return (named(set(found) - still, "escaped the node's process tree", found)
+            + [f"process group {pgid} escaped the node's process tree"
+               for pgid in sorted(hit - groups - found_groups)]
+            + named(still, "outlived SIGKILL")
+            + [f"process group {pgid} outlived SIGKILL" for pgid in sorted(groups)])
 
 
 def run(node_dir: str, sshd: str) -> int:
@@ -197,13 +349,17 @@ def run(node_dir: str, sshd: str) -> int:
     if child == 0:
         for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
             signal.signal(signum, signal.SIG_DFL)
+        os.setpgid(0, 0)  # alone in its group, the supervisor can be spared by killpg
         try:
             os.execv(sshd, [sshd, "-f", config, "-D", "-E", log])
         except OSError as exc:
             print(f"cannot run {sshd}: {exc.strerror}", file=sys.stderr)
         os._exit(127)
-    # SIGTERM to the supervisor stops the whole node, never just the supervisor.
-    signal.signal(signal.SIGTERM, lambda *_: kill_tree(os.getpid()))
+    # SIGTERM to the supervisor stops the whole node, never just the supervisor: a
+    # thread clears the tree while this one goes on reaping, and the supervisor exits
+    # once no child is left.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=stop_below,
+                                                              daemon=True).start())
     status = 0
     while True:
         try:
@@ -215,6 +371,11 @@ def run(node_dir: str, sshd: str) -> int:
         if pid == child:
             status = os.waitstatus_to_exitcode(code)
             status = status if status >= 0 else 128 - status
+
+
+def stop_below() -> None:
+    tree = Tree(os.getpid())
+    clear(tree, time.monotonic() + STOP_S, quiet(tree))
 
 
 def main(argv: list[str]) -> int:
