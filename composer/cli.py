@@ -11,12 +11,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from composer import __version__
 from composer.errors import ComposerError, ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from composer.record import RunsRepo
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -60,10 +63,20 @@ def _call(fn: Callable[[], T], as_json: bool = False, debug: bool = False,
         _fail(exc, as_json, debug, extra)
 
 
-def _repo_path(cli_value: str | None, spec_value: str | None = None) -> Path:
-    from composer.record import default_repo_path
+def _repo(cli_value: str | None, spec_value: str | None = None,
+          spec_file: Path | None = None) -> RunsRepo:
+    """The runs repository a command reads or writes, knowing which setting chose it."""
+    from composer.record import choose_repo
 
-    return default_repo_path(cli_value, spec_value, Path.cwd())
+    return choose_repo(cli_value, spec_value, Path.cwd(), spec_file)
+
+
+READ_FROM = ("composer reads runs from --runs-repo PATH, else COMPOSER_RUNS_REPO, else "
+             "./runs in the current directory (a job's [record] repo is read only by up)")
+
+# The pipeline's stages in the order they run; ``show`` lists them so.
+STAGE_ORDER = ("render", "init", "apply", "wait_for_ssh", "facts", "stage", "run", "collect",
+               "destroy")
 
 
 _EMITTED: list[bool] = []
@@ -94,7 +107,7 @@ def up(
     empty = {**NO_OUTCOME, "status": "invalid"}
     spec = _call(lambda: load_spec(job), as_json, debug, empty)
     opts = RunOptions(
-        runs_repo=_repo_path(runs_repo, spec.record.repo), engine=engine, keep=keep,
+        runs_repo=_repo(runs_repo, spec.record.repo, spec.source).path, engine=engine, keep=keep,
         echo=sys.stderr if as_json else sys.stdout,
     )
     outcome = _call(lambda: Run(spec, opts).execute(), as_json, debug,
@@ -158,13 +171,18 @@ def runs(
     from dataclasses import replace
 
     from composer.down import live_clusters
-    from composer.record import RunsRepo
 
-    summaries = _call(lambda: RunsRepo(_repo_path(runs_repo)).list_runs(), as_json, debug)
+    repo = _repo(runs_repo)
+    summaries = _call(repo.list_runs, as_json, debug)
     live = live_clusters()
     summaries = [replace(s, cluster_up=s.run_id in live) for s in summaries]
+    if not summaries:
+        print(f"composer: no recorded runs in {repo.describe()}", file=sys.stderr)
+        print(f"composer: hint: {READ_FROM}", file=sys.stderr)
     if as_json:
         _emit({"runs": [s.__dict__ for s in summaries]})
+        return
+    if not summaries:
         return
     rows = [("RUN", "JOB", "STATUS", "NODES", "DURATION", "STARTED", "CLUSTER")]
     for s in summaries:
@@ -182,26 +200,37 @@ def runs(
 def show(run: Annotated[str, typer.Argument(help="run id, unique prefix, or run/<id>")],
          runs_repo: RunsRepoOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Show what a run's record holds."""
-    from composer.record import RunsRepo
-
-    data = _call(lambda: RunsRepo(_repo_path(runs_repo)).show(run), as_json, debug)
+    repo = _repo(runs_repo)
+    data = _call(lambda: repo.show(run), as_json, debug)
     if as_json:
         _emit(data)
         return
     result = data.get("result") or {}
-    print(f"run      {data['run_id']}  (tag {data['tag']}, commit {data['commit'][:12]})")
+    lines = [("run", f"{data['run_id']}  (tag {data['tag']}, commit {data['commit'][:12]})")]
     for key in ("job", "status", "exit_code", "stage", "nodes", "launcher", "duration_s",
                 "started_at", "error"):
         if result.get(key) is not None:
-            print(f"{key:<9}{result[key]}")
-    if result.get("stages"):
-        stages = ", ".join(f"{k} {v:.2f}s" for k, v in result["stages"].items())
-        print(f"stages   {stages}")
-    if result.get("teardown"):
-        print(f"teardown {result['teardown'].get('status')}")
+            lines.append((key, str(result[key])))
+    stages = result.get("stages")
+    if isinstance(stages, dict) and stages:
+        lines.append(("stages", ", ".join(_stage_times(stages))))
+    if isinstance(result.get("teardown"), dict):
+        lines.append(("teardown", str(result["teardown"].get("status"))))
+    width = max(len(label) for label, _ in lines) + 2
+    for label, value in lines:
+        print(f"{label:<{width}}{value}")
     print("files")
     for name in data["files"]:
         print(f"  {name}")
+
+
+def _stage_times(stages: dict[str, Any]) -> list[str]:
+    """``name 1.23s`` per stage, in pipeline order; stages composer does not know last."""
+    def rank(name: str) -> tuple[int, str]:
+        return (STAGE_ORDER.index(name) if name in STAGE_ORDER else len(STAGE_ORDER), name)
+
+    return [f"{name} {value:.2f}s" if isinstance(value, int | float) else f"{name} {value}"
+            for name, value in sorted(stages.items(), key=lambda item: rank(item[0]))]
 
 
 @app.command()
@@ -256,10 +285,12 @@ def reproduce(
 
     if (run is None) == (latest is None):
         _fail(UsageError("give a run, or --latest JOB"), as_json, debug)
-    opts = RunOptions(runs_repo=_repo_path(runs_repo),
-                      echo=sys.stderr if as_json else sys.stdout)
+    from composer.reproduce import record_repo_of
+
+    repo = _repo(runs_repo, record_repo_of(job), job)
+    opts = RunOptions(runs_repo=repo.path, echo=sys.stderr if as_json else sys.stdout)
     try:
-        verdict = do_reproduce(run, opts, job, allow_drift, latest, engine)
+        verdict = do_reproduce(run, opts, job, allow_drift, latest, engine, repo.source)
     except DriftError as exc:
         drift = {"run_id": None, "reproduces": exc.run_id, "verdict": "drift",
                  "drift": [d.to_dict() for d in exc.drifts], "record": None}
@@ -283,9 +314,9 @@ def diff(
 ) -> None:
     """What differs between two runs: spec, lock, infra, facts, results."""
     from composer.diff import diff_runs, format_diff
-    from composer.record import RunsRepo
 
-    data = _call(lambda: diff_runs(RunsRepo(_repo_path(runs_repo)), run_a, run_b), as_json, debug)
+    repo = _repo(runs_repo)
+    data = _call(lambda: diff_runs(repo, run_a, run_b), as_json, debug)
     if as_json:
         _emit(data)
     else:
@@ -323,7 +354,11 @@ def gc(
                   f"process={item['process']}  nodes={item['nodes_running']}  "
                   f"{item['action']}{outcome}{error}")
         if not yes and any(i["action"] in ("down", "kill") for i in report):
-            print("run composer gc --yes to remove them")
+            import shlex
+
+            flags = ["--yes"] + (["--include-kept"] if include_kept else [])
+            flags += ["--runs-repo", runs_repo] if runs_repo else []
+            print(f"run composer gc {shlex.join(flags)} to remove them")
     if failed:
         print(f"composer: error: {len(failed)} of the runs could not be removed",
               file=sys.stderr)

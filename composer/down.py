@@ -33,25 +33,60 @@ GONE = ("destroyed", "not-needed")
 """Teardown outcomes that leave nothing running."""
 
 
-def find_work_dir(ref: str) -> Path:
-    ref = strip_tag(ref)
-    check_run_id(ref)
+def find_work_dir(ref: str, runs_repo: str | None = None) -> Path:
+    """The work dir of the run ``ref`` names: an exact id or ``run/<id>``, or a prefix
+    that is unique among every run composer knows of (the work dirs, and the runs
+    repository's tags where it can be read: ``runs_repo``, else COMPOSER_RUNS_REPO,
+    else ./runs, and the repositories the matching work dirs record into). A prefix
+    of several runs is AmbiguousRunId (exit 2), never a guess: down and ssh act on a
+    cluster. RunNotFound when the run has no work dir."""
+    from composer.records.names import ambiguous
+
+    run_id = strip_tag(ref)
+    check_run_id(run_id)
     root = work_root()
-    candidates = sorted(p for p in root.iterdir()
-                        if p.name.startswith(ref) and not p.is_symlink() and p.is_dir()
-                        and (p / "state.json").exists()) if root.is_dir() else []
-    exact = [p for p in candidates if p.name == ref]
-    if exact:
-        return exact[0]
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise RunNotFound(
-            f"no work dir for run '{ref}' in {root}",
-            hint="the run was already torn down, or COMPOSER_HOME points elsewhere",
-        )
-    names = ", ".join(p.name for p in candidates)
-    raise RunNotFound(f"'{ref}' matches several runs: {names}", hint="give more of the id")
+    works = _work_dirs(root)
+    if run_id in works:
+        return works[run_id]
+    candidates = [work for name, work in works.items() if name.startswith(run_id)]
+    recorded = _recorded_matches(run_id, runs_repo, candidates) if candidates else set()
+    matches = sorted({work.name for work in candidates} | recorded)
+    if len(matches) > 1 and run_id not in matches:
+        raise ambiguous(ref, matches, "")
+    if len(matches) == 1 and matches[0] in works:
+        return works[matches[0]]
+    raise RunNotFound(
+        f"no work dir for run '{run_id}' in {root}",
+        hint="the run was already torn down, or COMPOSER_HOME points elsewhere",
+    )
+
+
+def _work_dirs(root: Path) -> dict[str, Path]:
+    """Run id -> work dir, for each real directory under ``root`` with a state.json."""
+    try:
+        entries = list(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return {}
+    return {p.name: p for p in entries
+            if not p.is_symlink() and p.is_dir() and (p / "state.json").exists()}
+
+
+def _recorded_matches(prefix: str, runs_repo: str | None, works: list[Path]) -> set[str]:
+    """Recorded run ids starting with ``prefix``, from every runs repository that can
+    be read: the one named (or the default), and those the work dirs record into."""
+    paths = {default_repo_path(runs_repo, None, Path.cwd())}
+    for work in works:
+        try:
+            paths.add(Path(RunState.load(work).runs_repo))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    found: set[str] = set()
+    for path in paths:
+        try:
+            found.update(r for r in RunsRepo(path).run_ids() if r.startswith(prefix))
+        except (ComposerError, OSError):
+            continue
+    return found
 
 
 def live_clusters() -> set[str]:
@@ -75,7 +110,7 @@ def live_clusters() -> set[str]:
 def down(ref: str, runs_repo: str | None = None) -> dict[str, Any]:
     """Destroy the run's nodes and bring its record up to date."""
     try:
-        work = find_work_dir(ref)
+        work = find_work_dir(ref, runs_repo)
     except RunNotFound as missing:
         return _already_down(ref, runs_repo, missing)
     state = RunState.load(work)

@@ -21,6 +21,7 @@ from composer.records.manifest import LEGACY_MANIFEST, MANIFEST
 from composer.records.manifest import load as load_manifest
 from composer.records.names import (
     TAG_PREFIX,
+    AmbiguousRunId,
     InvalidRunId,
     RunsRepoError,
     check_run_id,
@@ -35,6 +36,7 @@ from composer.records.repo import (
     RECORD_SCHEMA_VERSION,
     RUNS_REPO_ENV,
     RunsRepo,
+    choose_repo,
     default_repo_path,
 )
 
@@ -49,6 +51,7 @@ __all__ = [
     "RECORD_SCHEMA_VERSION",
     "RUNS_REPO_ENV",
     "TAG_PREFIX",
+    "AmbiguousRunId",
     "ForbiddenFile",
     "InvalidRunId",
     "RunSummary",
@@ -57,6 +60,7 @@ __all__ = [
     "Withheld",
     "_git",
     "check_run_id",
+    "choose_repo",
     "default_repo_path",
     "find_forbidden",
     "is_run_id",

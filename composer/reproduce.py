@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from composer.errors import ComposerError, ExitCode, UsageError
 from composer.jsonfile import dump_json, write_json
 from composer.lock import Lock, resolve
 from composer.record import RunsRepo, load_manifest
+from composer.records.read import REPO_HINT
 from composer.render import render
 from composer.result import Result
 from composer.run import Replay, Run, RunOptions
@@ -235,15 +237,34 @@ def latest_of(repo: RunsRepo, job: str) -> str:
     if runs:
         raise UsageError(f"every recorded run of job '{job}' is a reproduction",
                          hint="name the run to reproduce by its id")
-    raise UsageError(f"no recorded run of job '{job}' in {repo.path}",
-                     hint="composer runs lists the recorded runs")
+    raise UsageError(f"no recorded run of job '{job}' in {repo.describe()}",
+                     hint=REPO_HINT)
+
+
+def record_repo_of(job: Path | None) -> str | None:
+    """The ``[record] repo`` of the job file ``--job`` names, as written (relative to
+    that file's directory), or None: with no --runs-repo or COMPOSER_RUNS_REPO,
+    ``reproduce`` looks for the run there. A job file that cannot be read gives None
+    here; the drift check reports it."""
+    if job is None:
+        return None
+    try:
+        data = tomllib.loads(job.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    record = data.get("record")
+    repo = record.get("repo") if isinstance(record, dict) else None
+    return repo if isinstance(repo, str) and repo.strip() else None
 
 
 def reproduce(ref: str | None, opts: RunOptions, job: Path | None = None,
               allow_drift: bool = False, latest: str | None = None,
-              engine: str | None = None) -> dict[str, Any]:
-    """Check drift, re-run from the record, and return the verdict (with exit_code)."""
-    repo = RunsRepo(opts.runs_repo)
+              engine: str | None = None, repo_source: str = "") -> dict[str, Any]:
+    """Check drift, re-run from the record, and return the verdict (with exit_code).
+
+    The run is read from ``opts.runs_repo`` (``repo_source`` says which setting chose
+    it) and the reproduction is recorded there too, next to the run it reproduces."""
+    repo = RunsRepo(opts.runs_repo, repo_source)
     run_id = latest_of(repo, latest) if latest else repo.resolve(ref or "")
     with tempfile.TemporaryDirectory(prefix="composer-reproduce-") as tmp:
         recorded = Recorded.load(repo, run_id, Path(tmp) / "record")

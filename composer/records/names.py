@@ -26,6 +26,21 @@ class RunsRepoError(RecordError):
     exit_code = ExitCode.INVALID_INPUT
 
 
+class AmbiguousRunId(RecordError):  # noqa: N818 - reads as a state, like RunNotFound
+    """A run id prefix that names more than one run composer knows of."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+def ambiguous(ref: str, matches: list[str], where: str) -> AmbiguousRunId:
+    """The error for ``ref`` matching several runs, listing them (at most 10)."""
+    shown = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
+    return AmbiguousRunId(
+        f"{ref!r} matches {len(matches)} runs{where}: {shown}",
+        hint="give more characters of the run id, or the whole id",
+    )
+
+
 def is_run_id(run_id: str) -> bool:
     return bool(
         _RUN_ID.fullmatch(run_id)

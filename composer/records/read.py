@@ -9,6 +9,10 @@ from typing import Any
 from composer.errors import RunNotFound
 from composer.records.names import TAG_PREFIX, strip_tag
 
+REPO_HINT = ("composer runs lists the recorded runs; the runs repository is --runs-repo, "
+             "else COMPOSER_RUNS_REPO, else ./runs in the current directory: point one of "
+             "them at the repository that holds the run")
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -66,20 +70,21 @@ def summary(run_id: str, commit: str, blob: bytes | None) -> RunSummary:
     )
 
 
-def resolve(ref: str, run_ids: list[str]) -> str:
-    """The run id named by an exact id, a ``run/<id>`` tag or a unique prefix."""
+def resolve(ref: str, run_ids: list[str], where: str = "") -> str:
+    """The run id named by an exact id, a ``run/<id>`` tag or a unique prefix.
+
+    ``where`` names the runs repository searched, for the messages."""
     wanted = strip_tag(ref)
     if wanted in run_ids:
         return wanted
     matches = [run_id for run_id in run_ids if wanted and run_id.startswith(wanted)]
     if len(matches) == 1:
         return matches[0]
+    place = f" in {where}" if where else ""
     if matches:
         shown = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
         raise RunNotFound(
-            f"{ref!r} matches {len(matches)} runs: {shown}",
+            f"{ref!r} matches {len(matches)} runs{place}: {shown}",
             hint="give more characters of the run id",
         )
-    raise RunNotFound(
-        f"no recorded run matches {ref!r}", hint="composer runs lists the recorded runs"
-    )
+    raise RunNotFound(f"no recorded run matches {ref!r}{place}", hint=REPO_HINT)

@@ -38,7 +38,7 @@ from composer.records.names import (
     is_run_id,
     placing_name,
 )
-from composer.records.read import RunSummary, parse_object, resolve, summary
+from composer.records.read import REPO_HINT, RunSummary, parse_object, resolve, summary
 
 RECORD_SCHEMA_VERSION = 1
 RUNS_REPO_ENV = "COMPOSER_RUNS_REPO"
@@ -49,6 +49,9 @@ LOCK_NAME = "composer.lock"
 LOCK_POLL_S = 0.05
 FIX_HINT = ("point --runs-repo or COMPOSER_RUNS_REPO (or [record] repo) at a missing or "
             "empty directory, or at an existing runs repository")
+
+READ_HINT = ("point --runs-repo or COMPOSER_RUNS_REPO at a runs repository (a git "
+             "repository composer created), or unset them to read ./runs")
 
 README_TEXT = f"""\
 # Runs repository
@@ -119,10 +122,17 @@ def _first_existing(path: Path) -> Path:
 
 
 class RunsRepo:
-    """A runs repository at ``path``: one directory and one ``run/<id>`` tag per run."""
+    """A runs repository at ``path``: one directory and one ``run/<id>`` tag per run.
 
-    def __init__(self, path: Path) -> None:
+    ``source`` says which setting chose ``path`` (``--runs-repo``, ...), for messages."""
+
+    def __init__(self, path: Path, source: str = "") -> None:
         self.path = Path(path)
+        self.source = source
+
+    def describe(self) -> str:
+        """The path, and the setting that chose it when known."""
+        return f"{self.path} (from {self.source})" if self.source else str(self.path)
 
     def run_dir(self, run_id: str) -> Path:
         check_run_id(run_id)
@@ -197,7 +207,7 @@ class RunsRepo:
         with self.lock():
             commit = self._run_tags().get(run_id)
             if commit is None:
-                raise RunNotFound(f"no run '{run_id}' in {self.path}")
+                raise RunNotFound(f"no run '{run_id}' in {self.describe()}", hint=REPO_HINT)
             blob = read_blobs(self.path, [f"{commit}:{run_id}/result.json"])[0]
             result = {**(parse_object(blob) or {}), **changes}
             name = f"{run_id}/result.json"
@@ -244,12 +254,16 @@ class RunsRepo:
 
     def resolve(self, ref: str) -> str:
         """The run id named by an exact id, a ``run/<id>`` tag or a unique prefix."""
-        return resolve(ref, sorted(self._run_tags()))
+        return resolve(ref, sorted(self._run_tags()), self.describe())
+
+    def run_ids(self) -> list[str]:
+        """Every tagged run id, sorted (empty when there is no repository yet)."""
+        return sorted(self._run_tags())
 
     def show(self, ref: str) -> dict[str, Any]:
         """The run's id, tag, commit, file list, parsed result.json and lock.json."""
         tags = self._run_tags()
-        run_id = resolve(ref, sorted(tags))
+        run_id = resolve(ref, sorted(tags), self.describe())
         commit = tags[run_id]
         prefix = f"{run_id}/"
         listing = git(
@@ -274,14 +288,14 @@ class RunsRepo:
         """A file of the run's record as committed (None when it has no such file)."""
         commit = self._run_tags().get(run_id)
         if commit is None:
-            raise RunNotFound(f"no run '{run_id}' in {self.path}")
+            raise RunNotFound(f"no run '{run_id}' in {self.describe()}", hint=REPO_HINT)
         return read_blobs(self.path, [f"{commit}:{run_id}/{name}"])[0]
 
     def export(self, run_id: str, dest: Path) -> Path:
         """Write the run's committed record into ``dest`` (created); return it."""
         commit = self._run_tags().get(run_id)
         if commit is None:
-            raise RunNotFound(f"no run '{run_id}' in {self.path}")
+            raise RunNotFound(f"no run '{run_id}' in {self.describe()}", hint=REPO_HINT)
         data = git_bytes(self.path, "archive", "--format=tar", commit, f"{run_id}/")
         dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -402,14 +416,20 @@ class RunsRepo:
         return git(self.path, "rev-parse", "HEAD").strip()
 
     def _run_tags(self) -> dict[str, str]:
-        """Run id -> commit sha for every ``run/*`` tag (empty if no repository yet)."""
-        if not self.path.exists():
+        """Run id -> commit sha for every ``run/*`` tag (empty if no repository yet:
+        a missing path or an empty directory); exit 2 for anything else not a repo."""
+        where = self.describe()
+        if not os.path.lexists(self.path):
             return {}
+        if not self.path.is_dir():
+            raise RunsRepoError(f"runs repository {where} is not a directory",
+                                hint=READ_HINT)
         if not self._is_repo():
-            raise RecordError(
-                f"{self.path} is not a git repository",
-                hint="point --runs-repo or COMPOSER_RUNS_REPO at a runs repository",
-            )
+            with os_errors(f"cannot read the runs repository {where}"):
+                if not any(self.path.iterdir()):
+                    return {}
+            raise RunsRepoError(f"runs repository {where} is not a git repository",
+                                hint=READ_HINT)
         out = git(
             self.path,
             "for-each-ref",
@@ -425,18 +445,31 @@ class RunsRepo:
         return tags
 
 
-def default_repo_path(cli_value: str | None, spec_value: str | None, cwd: Path) -> Path:
-    """The runs repository: --runs-repo, $COMPOSER_RUNS_REPO, the spec, then ./runs.
+def choose_repo(cli_value: str | None, spec_value: str | None, cwd: Path,
+                spec_file: Path | None = None) -> RunsRepo:
+    """The runs repository, with the setting that chose it: ``--runs-repo``, then
+    ``$COMPOSER_RUNS_REPO``, then the spec's ``[record] repo``, then ``./runs``.
 
-    Relative paths resolve against ``cwd``; the result is absolute.
+    ``--runs-repo``, ``$COMPOSER_RUNS_REPO`` and the default resolve against ``cwd``;
+    a relative ``[record] repo`` against the directory of ``spec_file`` (the job file:
+    the spec is the unit), or ``cwd`` when there is none. The path is absolute.
     """
     env_value = os.environ.get(RUNS_REPO_ENV)
-    candidates = (cli_value, env_value, spec_value)
-    chosen = next((v for v in candidates if v and v.strip()), DEFAULT_REPO_DIR)
+    spec_dir = Path(cwd) if spec_file is None else Path(spec_file).parent
+    spec_name = "[record] repo" + (f" of {spec_file}" if spec_file is not None else "")
+    candidates = ((cli_value, "--runs-repo", cwd), (env_value, RUNS_REPO_ENV, cwd),
+                  (spec_value, spec_name, spec_dir))
+    chosen, source, base = next(
+        ((v, s, b) for v, s, b in candidates if v and v.strip()),
+        (DEFAULT_REPO_DIR, f"the default ./{DEFAULT_REPO_DIR}", cwd),
+    )
     path = Path(chosen).expanduser()
     if not path.is_absolute():
-        path = Path(cwd) / path
-    return Path(os.path.abspath(path))
+        path = Path(base) / path
+    return RunsRepo(Path(os.path.abspath(path)), source)
 
 
-
+def default_repo_path(cli_value: str | None, spec_value: str | None, cwd: Path,
+                      spec_file: Path | None = None) -> Path:
+    """The path of ``choose_repo``."""
+    return choose_repo(cli_value, spec_value, cwd, spec_file).path

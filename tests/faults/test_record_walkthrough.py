@@ -4,6 +4,7 @@ such, and a word when the outputs patterns collect nothing or leave files behind
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,7 +46,7 @@ def test_down_of_a_kept_cluster_is_recorded_and_idempotent(composer: Composer, t
         assert result["teardown"]["status"] == "destroyed"
         assert result["teardown"]["by"] == "composer down"
         text = composer.run("show", run_id, timeout=60).stdout
-        assert "teardown destroyed" in text
+        assert re.search(r"^teardown +destroyed$", text, re.M), text
         second = composer.git("rev-parse", f"run/{run_id}^{{commit}}").strip()
         assert second != first
         assert composer.git("rev-parse", f"{second}^").strip() == first

@@ -628,7 +628,9 @@ def test_resolve(repo: RunsRepo, tmp_path: Path) -> None:
     for missing in ("nope", "", "run/"):
         with pytest.raises(RunNotFound) as none:
             repo.resolve(missing)
-        assert none.value.hint == "composer runs lists the recorded runs"
+        assert none.value.hint is not None
+        assert none.value.hint.startswith("composer runs lists the recorded runs")
+        assert str(repo.path) in none.value.message
 
 
 def test_resolve_prefers_exact_over_prefix(repo: RunsRepo, tmp_path: Path) -> None:
