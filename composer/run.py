@@ -392,7 +392,8 @@ class Run:
         t0 = time.monotonic()
         # The outcome so far, for composer down should this process die while tearing
         # down: a run that finished keeps its status, and only the teardown is redone.
-        write_json(self.staged / "result.json", r.to_dict())
+        write_json(self.staged / "result.json",
+                   {**r.to_dict(), "teardown": {"status": "in-progress"}})
         r.stage = "destroy" if r.status == "running" else r.stage
         self.state.stage = "destroy"
         self.state.save(self.work)
