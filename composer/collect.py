@@ -2,9 +2,20 @@
 
 Names are listed as bytes: a file whose name is not UTF-8 cannot be fetched by
 name through SFTP, so it is listed (name escaped) as withheld and every other
-output is still collected. Files over ``max_file_size`` are listed with a reason.
+output is still collected. Files over ``max_file_size`` are listed with a reason;
+so is anything that is not a regular file (a symlink is never followed, a
+symlinked directory never walked).
+
+Each file is read up to the size it had when listed, never further: a process the
+workload left behind may still be appending to it, and the manifest's size and
+sha256 describe exactly the bytes read (``grew_during_collect`` says the file was
+longer by then). The whole collect has a time limit (``Deadline``); past it, what
+is left is listed as not collected and the run fails at collect.
+
 ``collect_outputs`` also says what a user needs to hear: a pattern that matched
-nothing, files that ``from = "head"`` left on the other nodes, what was withheld.
+nothing, files that ``from = "head"`` left on the other nodes, files that changed
+while collected, what was withheld. Names are printed escaped
+(``guard.terminal_text``).
 """
 
 from __future__ import annotations
@@ -17,17 +28,26 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable
-from contextlib import ExitStack
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paramiko
-from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_HANDLE,
+    CMD_NAME,
+    CMD_OPENDIR,
+    CMD_READDIR,
+    CMD_READLINK,
+)
 
 from composer import sshopts
-from composer.errors import SSHError
+from composer.errors import ComposerError, SSHError, UsageError
+from composer.launch import human_duration
 from composer.records import guard
 from composer.records import manifest as manifests
 from composer.remote import Session, fan_out
@@ -39,18 +59,30 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20
 STREAM_THRESHOLD = 16 << 20
 UNDECODABLE = "name is not valid UTF-8 (shown escaped)"
+NOT_REGULAR = "not a regular file"
+TIMEOUT_ENV = "COMPOSER_COLLECT_TIMEOUT_S"
+MIN_TIME_S = 600.0
+"""The default time limit of a collect: 10 minutes, plus ``SLOW_RATE``..."""
+SLOW_RATE = float(1 << 20)
+"""...one second per MiB listed for collecting (a slow link's rate)."""
 WORKDIR_HINT = ("a workload writes its outputs to $COMPOSER_OUTPUT_DIR; its working "
                 "directory ($COMPOSER_WORK_DIR/code) is not collected")
 
 
 @dataclass(frozen=True)
 class OutputFile:
+    """One manifest entry. ``size`` and ``sha256`` describe the bytes read: the
+    size listed, or fewer when the file shrank meanwhile (``shrank``); ``grew``
+    when the file was longer than listed once read."""
+
     path: str
     node: str
     size: int
     sha256: str | None
     committed: bool
     withheld: str | None = None
+    grew: bool = False
+    shrank: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"path": self.path, "node": self.node, "size": self.size,
@@ -59,17 +91,79 @@ class OutputFile:
             data["sha256"] = self.sha256
         if self.withheld is not None:
             data["withheld"] = self.withheld
+        if self.grew:
+            data["grew_during_collect"] = True
+        if self.shrank:
+            data["shrank_during_collect"] = True
         return data
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A regular file under a node's output directory; ``name`` is None when its
-    relative path is not valid UTF-8 (``shown`` is then the escaped form)."""
+    """An entry under a node's output directory; ``name`` is None when its
+    relative path is not valid UTF-8 (``shown`` is then the escaped form).
+    ``kind`` is None for a regular file, else what it is: ``symlink -> TARGET``,
+    ``fifo``, ``socket``, ``character device``, ``block device``."""
 
     name: str | None
     shown: str
     size: int
+    kind: str | None = None
+
+
+class ExpiredError(Exception):
+    """The collect's time limit passed while it listed or read a file."""
+
+
+class Deadline:
+    """The time limit of one collect: ``limit`` seconds when given, else
+    ``MIN_TIME_S`` plus one second per ``SLOW_RATE`` bytes ``allow``-ed."""
+
+    def __init__(self, limit: float | None = None) -> None:
+        self.fixed = limit is not None
+        self.limit = limit if limit is not None else MIN_TIME_S
+        self.start = time.monotonic()
+        self.expired = False
+
+    def allow(self, nbytes: int) -> None:
+        if not self.fixed:
+            self.limit += nbytes / SLOW_RATE
+
+    def left(self) -> float:
+        return self.start + self.limit - time.monotonic()
+
+    def passed(self) -> bool:
+        if self.left() <= 0:
+            self.expired = True
+        return self.expired
+
+    def check(self) -> None:
+        if self.passed():
+            raise ExpiredError
+
+    def text(self) -> str:
+        return f"{self.limit:g}s" if self.limit < 1 else human_duration(self.limit)
+
+
+def collect_timeout(environ: Mapping[str, str]) -> float | None:
+    """The collect time limit in seconds from ``COMPOSER_COLLECT_TIMEOUT_S``; None
+    (the default, derived from the bytes to collect) when unset."""
+    raw = environ.get(TIMEOUT_ENV)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise UsageError(f"{TIMEOUT_ENV}={raw!r}: must be a number of seconds above 0",
+                         hint=f"unset {TIMEOUT_ENV} for the default (10 minutes plus one "
+                              "second per MiB to collect)")
+    return value
+
+
+class CollectTimeoutError(ComposerError):
+    """Collect passed its time limit; what it read is in the record."""
 
 
 def _listdir(sftp: paramiko.SFTPClient, path: bytes) -> list[tuple[bytes, paramiko.SFTPAttributes]]:
@@ -102,15 +196,46 @@ def _listdir(sftp: paramiko.SFTPClient, path: bytes) -> list[tuple[bytes, parami
     return found
 
 
-def list_outputs(session: Session, root: str) -> list[RemoteFile]:
-    """Every regular file under ``root`` on the node, sorted by its shown path."""
+def _readlink(sftp: paramiko.SFTPClient, path: bytes) -> bytes | None:
+    """A symlink's target as bytes (paramiko's ``readlink`` decodes it strictly)."""
+    try:
+        kind, msg = sftp._request(CMD_READLINK, path)  # noqa: SLF001 - see docstring
+    except OSError:
+        return None
+    if kind != CMD_NAME or msg.get_int() != 1:
+        return None
+    target: bytes = msg.get_string()
+    return target
+
+
+_KINDS = ((stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"),
+          (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+
+
+def _kind(sftp: paramiko.SFTPClient, path: bytes, mode: int) -> str:
+    """What a non-regular entry is, for its withheld reason; a symlink is not followed."""
+    if stat.S_ISLNK(mode):
+        target = _readlink(sftp, path)
+        if target is None:
+            return "symlink"
+        return f"symlink -> {target.decode('utf-8', 'backslashreplace')}"
+    return next((name for test, name in _KINDS if test(mode)), "unknown file type")
+
+
+def list_outputs(session: Session, root: str,
+                 deadline: Deadline | None = None) -> list[RemoteFile]:
+    """Every entry under ``root`` on the node but directories, sorted by its shown
+    path. Entries are read without following symlinks (SFTP's READDIR gives lstat
+    attributes), so a symlinked directory is listed, not walked. Past ``deadline``
+    the listing stops with what it has (``deadline.expired`` then says so)."""
     found: list[RemoteFile] = []
     stack = [b""]
     base = root.encode()
     while stack:
         rel = stack.pop()
+        where = posixpath.join(base, rel) if rel else base
         try:
-            entries = _listdir(session.sftp, posixpath.join(base, rel) if rel else base)
+            entries = _listdir(session.sftp, where)
         except FileNotFoundError:
             continue
         for raw, attr in entries:
@@ -118,19 +243,26 @@ def list_outputs(session: Session, root: str) -> list[RemoteFile]:
             mode = attr.st_mode or 0
             if stat.S_ISDIR(mode):
                 stack.append(child)
-            elif stat.S_ISREG(mode):
-                try:
-                    name: str | None = child.decode("utf-8")
-                except UnicodeDecodeError:
-                    name = None
-                shown = child.decode("utf-8", "backslashreplace")
+                continue
+            try:
+                name: str | None = child.decode("utf-8")
+            except UnicodeDecodeError:
+                name = None
+            shown = child.decode("utf-8", "backslashreplace")
+            if stat.S_ISREG(mode):
                 found.append(RemoteFile(name, shown, attr.st_size or 0))
+            else:
+                kind = _kind(session.sftp, posixpath.join(where, raw), mode)
+                found.append(RemoteFile(name, shown, 0, kind))
+        if deadline is not None and deadline.passed():
+            break
     return sorted(found, key=lambda f: f.shown)
 
 
 def remote_files(session: Session, root: str) -> list[tuple[str, int]]:
     """(relative path, size) of every regular file with a UTF-8 name under ``root``."""
-    return [(f.name, f.size) for f in list_outputs(session, root) if f.name is not None]
+    return [(f.name, f.size) for f in list_outputs(session, root)
+            if f.name is not None and f.kind is None]
 
 
 def matches(rel: str, patterns: tuple[str, ...]) -> bool:
@@ -147,95 +279,228 @@ def ssh_argv(session: Session, known_hosts: Path) -> list[str]:
 Feed = Callable[[bytes], None]
 
 
-def fetch_stream(session: Session, remote: str, local: Path | None,
-                 feed: Feed | None = None) -> str:
-    """Large files: OpenSSH's client streams them (its ciphers run in C), hashed as read."""
-    digest = hashlib.sha256()
-    with tempfile.TemporaryDirectory(prefix="composer-kh-") as tmp, ExitStack() as stack:
-        known = Path(tmp) / "known_hosts"
-        known.write_text(session.node.known_hosts_line + "\n")
-        proc = subprocess.Popen([*ssh_argv(session, known), f"cat -- {shlex.quote(remote)}"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL)
-        sink = None
+@dataclass(frozen=True)
+class Fetched:
+    """What one read brought: the sha256 and count of the bytes read (the size
+    asked for, or fewer when the file shrank) and whether the file was longer by
+    the end."""
+
+    sha256: str
+    size: int
+    grew: bool
+
+
+class _Reader:
+    """The sink of one read: hash, feed, and the local file (removed on failure)."""
+
+    def __init__(self, local: Path | None, feed: Feed | None) -> None:
+        self.digest = hashlib.sha256()
+        self.count = 0
+        self.feed = feed
+        self.local = local
+        self.sink = None
         if local is not None:
             local.parent.mkdir(parents=True, exist_ok=True)
-            sink = stack.enter_context(open(local, "wb"))
-        assert proc.stdout is not None
-        while chunk := proc.stdout.read(CHUNK):
-            digest.update(chunk)
-            if feed is not None:
-                feed(chunk)
-            if sink is not None:
-                sink.write(chunk)
-        _, err = proc.communicate()
+            self.sink = open(local, "wb")  # noqa: SIM115 - closed in close()
+
+    def write(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.count += len(chunk)
+        if self.feed is not None:
+            self.feed(chunk)
+        if self.sink is not None:
+            self.sink.write(chunk)
+
+    def close(self, ok: bool) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            if not ok and self.local is not None:
+                self.local.unlink(missing_ok=True)
+
+
+def fetch_stream(session: Session, remote: str, size: int, out: _Reader,
+                 deadline: Deadline | None = None) -> None:
+    """Large files: OpenSSH's client streams them (its ciphers run in C), hashed as
+    read: ``head -c SIZE``, so a file still being written is read up to ``size``."""
+    with tempfile.TemporaryDirectory(prefix="composer-kh-") as tmp:
+        known = Path(tmp) / "known_hosts"
+        known.write_text(session.node.known_hosts_line + "\n")
+        proc = subprocess.Popen(
+            [*ssh_argv(session, known), f"head -c {int(size)} -- {shlex.quote(remote)}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            proc.kill()
+
+        timer = None
+        if deadline is not None:
+            timer = threading.Timer(max(deadline.left(), 0.0), expire)
+            timer.daemon = True
+            timer.start()
+        try:
+            assert proc.stdout is not None
+            while out.count < size and (
+                    chunk := proc.stdout.read(min(CHUNK, size - out.count))):
+                out.write(chunk)
+                if deadline is not None and deadline.passed():
+                    expire()
+                    break
+            extra = proc.stdout.read(1) if out.count == size and not timed_out.is_set() \
+                else b""
+            if extra:
+                proc.kill()
+            _, err = proc.communicate()
+        finally:
+            if timer is not None:
+                timer.cancel()
+    if timed_out.is_set():
+        if deadline is not None:
+            deadline.expired = True
+        raise ExpiredError
+    if extra:
+        raise SSHError(session.node.name,
+                       f"copying {remote}: the node sent more than the {size} bytes asked for")
     if proc.returncode != 0:
         raise SSHError(session.node.name, f"copying {remote} failed: {err.decode().strip()}")
-    return digest.hexdigest()
+
+
+def fetch_sftp(session: Session, remote: str, size: int, out: _Reader,
+               deadline: Deadline | None = None) -> None:
+    """Read ``remote`` up to ``size`` bytes through SFTP; a stalled read gives up at
+    the deadline (the channel's timeout)."""
+    channel = session.sftp.get_channel()
+
+    def check() -> None:
+        if deadline is not None:
+            deadline.check()
+            if channel is not None:
+                channel.settimeout(max(deadline.left(), 0.001))
+
+    try:
+        check()
+        with session.sftp.open(remote, "rb") as src:
+            if size:
+                src.prefetch(size)
+            while out.count < size:
+                check()
+                chunk = src.read(min(CHUNK, size - out.count))
+                if not chunk:
+                    break
+                out.write(chunk)
+    except TimeoutError as exc:
+        if deadline is not None:
+            deadline.expired = True
+        raise ExpiredError from exc
+    finally:
+        if channel is not None:
+            # after a timeout the session is not used for reading again: closing the
+            # handle must not wait forever either
+            channel.settimeout(5.0 if deadline is not None and deadline.expired else None)
+
+
+def _size_now(session: Session, remote: str) -> int | None:
+    try:
+        return session.sftp.lstat(remote).st_size
+    except (OSError, EOFError, paramiko.SSHException):
+        return None
 
 
 def fetch(session: Session, remote: str, local: Path | None, size: int = 0,
-          feed: Feed | None = None) -> str:
-    """Copy ``remote`` to ``local`` (or only read it when None); return its sha256."""
-    if size >= STREAM_THRESHOLD and shutil.which("ssh"):
-        return fetch_stream(session, remote, local, feed)
-    digest = hashlib.sha256()
-    with ExitStack() as stack:
-        sink = None
-        if local is not None:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            sink = stack.enter_context(open(local, "wb"))
-        src = stack.enter_context(session.sftp.open(remote, "rb"))
-        src.prefetch()
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
-            if feed is not None:
-                feed(chunk)
-            if sink is not None:
-                sink.write(chunk)
-    return digest.hexdigest()
+          feed: Feed | None = None, deadline: Deadline | None = None) -> Fetched:
+    """Copy the first ``size`` bytes of ``remote`` (its size when listed) to ``local``
+    (or only read them when None). Raises ``ExpiredError`` past the deadline; a partial
+    ``local`` is removed on any failure."""
+    out = _Reader(local, feed)
+    ok = False
+    try:
+        if size >= STREAM_THRESHOLD and shutil.which("ssh"):
+            fetch_stream(session, remote, size, out, deadline)
+        else:
+            fetch_sftp(session, remote, size, out, deadline)
+        ok = True
+    finally:
+        out.close(ok)
+    now = _size_now(session, remote) if out.count == size else None
+    return Fetched(out.digest.hexdigest(), out.count, now is not None and now > size)
 
 
 def _oversize(session: Session, remote: str, path: str, size: int, limit: int,
-              secrets: Secrets | None) -> OutputFile:
+              secrets: Secrets | None, deadline: Deadline | None = None) -> OutputFile:
     """A file over the limit: hashed (so reproduce can compare it) unless it holds a
     private key or a secret, which leaves no hash behind."""
     scan = guard.Scan(secrets)
-    sha: str | None = fetch(session, remote, None, size, scan.feed)
+    got = fetch(session, remote, None, size, scan.feed, deadline)
+    sha: str | None = got.sha256
     reason = f"over max_file_size ({size} > {limit} bytes)"
     if scan.reason is not None:
         sha, reason = None, f"{reason}; {scan.reason}"
-    return OutputFile(path, session.node.name, size, sha, False, reason)
+    return OutputFile(path, session.node.name, got.size, sha, False, reason,
+                      grew=got.grew, shrank=got.size < size)
+
+
+def _not_collected(deadline: Deadline) -> str:
+    return f"not collected: collect passed its time limit ({deadline.text()})"
 
 
 def collect(sessions: list[Session], patterns: tuple[str, ...], dest: Path,
             per_node: bool, max_file_size: int,
-            secrets: Secrets | None = None) -> list[OutputFile]:
-    """Fetch matching outputs into ``dest`` (``node-<rank>/`` each, or flat for the head)."""
+            secrets: Secrets | None = None,
+            deadline: Deadline | None = None) -> list[OutputFile]:
+    """Fetch matching outputs into ``dest`` (``node-<rank>/`` each, or flat for the head).
+
+    Every node is listed first; the default deadline then allows for the bytes
+    listed. Past the deadline, the files not yet read are listed as not collected
+    (``deadline.expired`` says so)."""
     if not patterns:
         return []
+    deadline = deadline if deadline is not None else Deadline()
 
-    def one(session: Session) -> list[OutputFile]:
+    def listing(session: Session) -> list[RemoteFile]:
+        root = posixpath.join(session.node.work_dir, "outputs")
+        return [f for f in list_outputs(session, root, deadline) if matches(f.shown, patterns)]
+
+    listed = fan_out(listing, sessions)
+    deadline.allow(sum(f.size for items in listed for f in items if f.kind is None))
+
+    def one(job: tuple[Session, list[RemoteFile]]) -> list[OutputFile]:
+        session, items = job
+        node = session.node.name
         root = posixpath.join(session.node.work_dir, "outputs")
         prefix = f"node-{session.node.rank}/" if per_node else ""
         got: list[OutputFile] = []
-        for item in list_outputs(session, root):
-            if not matches(item.shown, patterns):
-                continue
+        for item in items:
             path = prefix + item.shown
             if item.name is None:
-                got.append(OutputFile(path, session.node.name, item.size, None, False,
-                                      UNDECODABLE))
+                got.append(OutputFile(path, node, item.size, None, False, UNDECODABLE))
+                continue
+            if item.kind is not None:
+                reason = f"{NOT_REGULAR} ({item.kind})"
+                got.append(OutputFile(path, node, 0, None, False,
+                                      secrets.redact(reason) if secrets else reason))
+                continue
+            if deadline.passed():
+                got.append(OutputFile(path, node, item.size, None, False,
+                                      _not_collected(deadline)))
                 continue
             remote = posixpath.join(root, item.name)
-            if item.size > max_file_size:
-                got.append(_oversize(session, remote, path, item.size, max_file_size, secrets))
+            try:
+                if item.size > max_file_size:
+                    got.append(_oversize(session, remote, path, item.size, max_file_size,
+                                         secrets, deadline))
+                    continue
+                fetched = fetch(session, remote, dest / prefix / item.name, item.size,
+                                deadline=deadline)
+            except ExpiredError:
+                got.append(OutputFile(path, node, item.size, None, False,
+                                      _not_collected(deadline)))
                 continue
-            sha = fetch(session, remote, dest / prefix / item.name, item.size)
-            got.append(OutputFile(path, session.node.name, item.size, sha, True))
+            got.append(OutputFile(path, node, fetched.size, fetched.sha256, True,
+                                  grew=fetched.grew, shrank=fetched.size < item.size))
         return got
 
-    results = fan_out(one, sessions)
+    results = fan_out(one, list(zip(sessions, listed, strict=True)))
     return sorted((f for files in results for f in files), key=lambda f: f.path)
 
 
@@ -250,9 +515,38 @@ class Collected:
     files: list[OutputFile]
     withheld: list[guard.Withheld] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    error: CollectTimeoutError | None = None
+    """Set when collect passed its time limit: the run fails at collect."""
 
     def notes(self) -> list[str]:
         return [*self.warnings, *(w.line() for w in self.withheld)]
+
+
+def _changed(files: list[OutputFile]) -> list[str]:
+    lines = []
+    for f in files:
+        what = "recorded" if f.committed else "hashed"
+        if f.grew:
+            lines.append(f"warning: output {guard.terminal_text(f.path)} grew while it was "
+                         f"collected (a process the workload left running still writing "
+                         f"it?): its first {f.size} bytes, its size when listed, are "
+                         f"{what} (grew_during_collect in {manifests.MANIFEST})")
+        elif f.shrank:
+            lines.append(f"warning: output {guard.terminal_text(f.path)} shrank while it was "
+                         f"collected: the {f.size} bytes left are {what} "
+                         f"(shrank_during_collect in {manifests.MANIFEST})")
+    return lines
+
+
+def _timeout(deadline: Deadline, files: list[OutputFile]) -> CollectTimeoutError:
+    missed = sum(1 for f in files if f.withheld == _not_collected(deadline))
+    where = (f"from {TIMEOUT_ENV}" if deadline.fixed else
+             f"the default: 10 minutes plus one second per MiB listed; {TIMEOUT_ENV}"
+             "=SECONDS sets another")
+    return CollectTimeoutError(
+        f"collect passed its time limit of {deadline.text()} ({where}): {missed} output"
+        f"{'s' if missed != 1 else ''} not collected, listed in {manifests.MANIFEST} as "
+        "withheld; the outputs collected before are committed")
 
 
 def _unmatched(files: list[OutputFile], patterns: tuple[str, ...], per_node: bool) -> list[str]:
@@ -285,19 +579,27 @@ def _left_on_others(others: list[Session], patterns: tuple[str, ...]) -> str | N
 
 
 def collect_outputs(sessions: list[Session], spec: OutputsSpec, staged: Path,
-                    secrets: Secrets | None = None) -> Collected:
+                    secrets: Secrets | None = None,
+                    time_limit: float | None = None) -> Collected:
     """The collect stage: fetch, write ``manifest.json`` at the record's root, withhold
-    what may not be committed, and gather the warnings."""
+    what may not be committed, and gather the warnings. ``time_limit`` (seconds)
+    replaces the default deadline; past the deadline ``error`` is set."""
     per_node = spec.from_ == "all"
     chosen = sessions if per_node else sessions[:1]
+    deadline = Deadline(time_limit)
     files = collect(chosen, spec.paths, staged / "outputs", per_node, spec.max_file_size,
-                    secrets)
+                    secrets, deadline)
     manifests.save(staged, manifest(files))
     guard.screen_outputs(staged, secrets)
+    # files left unread at the deadline are counted by the error, not named one by one
     withheld = [guard.Withheld(str(e.get("path")), str(e["withheld"]))
                 for e in manifests.load(staged).get("files", [])
-                if isinstance(e, dict) and e.get("withheld")]
-    warnings = _unmatched(files, spec.paths, per_node) if spec.paths else []
+                if isinstance(e, dict) and e.get("withheld")
+                and e["withheld"] != _not_collected(deadline)]
+    warnings = _changed(files)
+    if deadline.expired:
+        return Collected(files, withheld, warnings, _timeout(deadline, files))
+    warnings += _unmatched(files, spec.paths, per_node) if spec.paths else []
     if spec.paths and not per_node and len(sessions) > 1:
         left = _left_on_others(sessions[1:], spec.paths)
         if left:

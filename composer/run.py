@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from composer import containers, launch
 from composer import facts as node_facts
-from composer.collect import collect_outputs
+from composer.collect import collect_outputs, collect_timeout
 from composer.engine import make_engine, outputs_of
 from composer.errors import ComposerError, ExitCode, Interrupted
 from composer.hashing import tree_sha256
@@ -118,6 +118,7 @@ class Run:
         self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.heartbeat_s = launch.heartbeat_interval(os.environ)
+        self.collect_time_limit = collect_timeout(os.environ)
         self.repo.validate()
         make_work_dir(self.work, self.staged)
         if self.spec.container.enabled:
@@ -227,9 +228,15 @@ class Run:
         with self.stage("run"):
             self.job = self._launch()
         with self.stage("collect"):
-            collected = collect_outputs(self.sessions, spec.outputs, self.staged, self.secrets)
+            collected = collect_outputs(self.sessions, spec.outputs, self.staged, self.secrets,
+                                        self.collect_time_limit)
             for note in collected.notes():
                 self.log.say(note)
+            if collected.error is not None:
+                # the run fails at collect; the workload's own exit code stays on record
+                assert self.job is not None
+                self.result.exit_code = self.result.workload_exit_code = self.job.exit_code
+                raise collected.error
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

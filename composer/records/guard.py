@@ -6,8 +6,9 @@ the run's work dir, keys too; a record holds ``infra/`` without state. So:
 - **outputs** (``outputs/``, the workload's files) are never a reason to refuse a
   record. A file that looks like Terraform state or a plan, holds a private key,
   holds a secret value (in its content or its name), is git metadata or is not a
-  regular file is *withheld*: removed from the record and listed in the manifest
-  with ``committed: false`` and ``withheld: "<reason>"``, without its sha256.
+  regular file (a symlink, never followed; a FIFO, socket or device) is *withheld*:
+  removed from the record and listed in the manifest with ``committed: false`` and
+  ``withheld: "<reason>"``, without its sha256.
 - **logs** (``logs/``) that quote a private key keep every other line: the key's
   lines are replaced by one line saying so.
 - anything else found in a record that must not be committed (state, plans,
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -76,13 +78,28 @@ class Withheld:
     reason: str
 
     def line(self) -> str:
-        return (f"withheld output {self.path}: {self.reason} "
+        return (f"withheld output {terminal_text(self.path)}: {terminal_text(self.reason)} "
                 f"(listed in {manifest.MANIFEST}, not committed)")
 
 
 def printable(rel: str) -> str:
     """A path as text that can be written anywhere: undecodable bytes escaped."""
     return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str) -> str:
+    """``text`` (a name from a node) safe to print on a terminal or in a log: C0 and C1
+    control characters and DEL escaped as Python's repr writes them (``\\n``,
+    ``\\x1b``, ``\\x9b``), undecodable bytes as ``\\xff``. What is committed and the
+    manifest keep the name as it is."""
+    try:
+        text = printable(text)
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 # -- names ------------------------------------------------------------------

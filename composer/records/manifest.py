@@ -2,6 +2,9 @@
 
 It lists every collected output (path relative to ``outputs/``, node, size,
 sha256, committed) and, for a file that was not committed, why (``withheld``).
+Size and sha256 describe the bytes read, up to the size the file had when listed;
+``grew_during_collect`` / ``shrank_during_collect`` (true) mark a file that changed
+while it was collected.
 It lives beside ``outputs/``, not inside it, so a workload's own
 ``outputs/manifest.json`` is an output like any other. Records made before this
 layout keep theirs at ``outputs/manifest.json``; ``load`` reads either.

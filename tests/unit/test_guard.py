@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from composer.records import guard
 from composer.records.guard import KEY_REDACTED, Scan, output_name_reason, redact_keys
 from composer.records.names import is_placing_name
 from composer.secrets import Secrets
@@ -62,3 +63,16 @@ def test_scan_finds_a_secret_or_a_key_across_chunks() -> None:
 ])
 def test_only_placing_names_are_composers(name: str, mine: bool) -> None:
     assert is_placing_name(name) is mine
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    ("e\x1b[31mRED\x1b[0m.txt", "e\\x1b[31mRED\\x1b[0m.txt"),
+    ("new\nline\r\t.txt", "new\\nline\\r\\t.txt"),
+    ("del\x7f c1\x9b nul\x00", "del\\x7f c1\\x9b nul\\x00"),
+    ("\udcff.bin", "\\xff.bin"),
+    ("plain/naïve \\x41.txt", "plain/naïve \\x41.txt"),
+])
+def test_names_are_printed_without_control_characters(name: str, shown: str) -> None:
+    assert guard.terminal_text(name) == shown
+    line = guard.Withheld(name, f"not a regular file (symlink -> {name})").line()
+    assert shown in line and not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in line)
