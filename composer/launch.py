@@ -38,13 +38,15 @@ TAG = re.compile(rb"^\[(\d+),(\d+)\]<(stdout|stderr)>: ?(.*)$")
 
 @dataclass(frozen=True)
 class JobResult:
-    """``failed_node`` failed first; ``stopped`` were stopped because it did (fail_fast)."""
+    """``failed_node`` failed first; ``stopped`` were stopped because it did (fail_fast).
+    With mpi, ``failed_rank`` is the rank that failed first, when mpirun said which."""
 
     exit_code: int
     node_exit_codes: tuple[int, ...]
     failed_node: str | None = None
     stopped: tuple[str, ...] = ()
     also_failed: tuple[str, ...] = ()
+    failed_rank: int | None = None
 
 
 # How a workload that composer stopped ends: SIGTERM or SIGKILL (by the shell's 128+N, or
@@ -113,6 +115,7 @@ class _Stream:
 
     file: IO[bytes]
     carry: bytes = b""  # the end of a cut line held back: it may start a secret
+    in_line: bool = False  # the log's last write left a line open (a cut piece, a \r update)
     length: int = 0  # bytes of the current line written so far (a cut line)
     shown: int = 0  # of which the terminal showed this many
     progress_at: float = -PROGRESS_S  # when a \r update was last shown
@@ -158,8 +161,9 @@ class Streams:
             self.active.pop(name, None)
 
     def line(self, name: str, data: bytes, end: bytes | None = b"\n",
-             echo_prefix: str | None = None) -> None:
-        """One line (``end`` its terminator, see ``LineSplitter``) of stream ``name``."""
+             echo_prefix: str | None = None, log_prefix: bytes = b"") -> None:
+        """One line (``end`` its terminator, see ``LineSplitter``) of stream ``name``.
+        ``log_prefix`` starts each line in the log (not each ``\r`` update of one)."""
         with self._lock:
             stream = self._stream(name)
             data = stream.carry + data
@@ -169,6 +173,9 @@ class Streams:
                 if hold:
                     data, stream.carry = data[:-hold], data[-hold:]
             text = self.secrets.redact_bytes(data)
+            if not stream.in_line:
+                stream.file.write(log_prefix)
+            stream.in_line = end is None or end == b"\r"
             stream.file.write(text + (end or b""))
             stream.file.flush()
             self.last_output = time.monotonic()
@@ -333,18 +340,51 @@ def run_ssh(sessions: Sequence[Session], envs: Sequence[Mapping[str, str]],
                      tuple(f"{names[i]} ({codes[i]})" for i in failed[1:]))
 
 
+# How Open MPI 5's mpirun (PRRTE) names the process that failed, once its report's
+# lines are joined with single blanks: a non-zero exit ("Process name:
+# [prterun-HOST-PID@1,RANK]  Exit code: N", the first one to fail), an MPI_Abort
+# ("process rank R with PID P on node H calling "abort""), a signal ("process rank R
+# with PID P on node H exited on signal S").
+_EXITED = re.compile(rb"Process name: \[[^\]\s]*?,(\d+)\] Exit code: (-?\d+)")
+_NOTICED = re.compile(rb"process rank (\d+) with PID \d+ on node \S+ "
+                      rb"(?:calling \"?abort|exited on signal \d+)")
+MPIRUN_REPORT_CAP = 256 * 1024
+
+
+def mpi_failure(report: bytes) -> tuple[int, int | None] | None:
+    """The rank that failed first and its exit code (None when mpirun gave none, as
+    after MPI_Abort or a signal), read from what mpirun itself printed; None when it
+    named no rank."""
+    text = b" ".join(report.split())
+    found = [(m.start(), int(m.group(1)), int(m.group(2))) for m in _EXITED.finditer(text)]
+    found += [(m.start(), int(m.group(1)), None) for m in _NOTICED.finditer(text)]
+    if not found:
+        return None
+    _, rank, code = min(found, key=lambda f: f[0])
+    return rank, code
+
+
 def run_mpi(head: Session, argv: Sequence[str], env: Mapping[str, str], slots: int,
             names: Sequence[str], streams: Streams, timeout: float | None) -> JobResult:
-    """mpirun on the head node; tagged output split into per-node logs.
+    """mpirun on the head node; tagged output split into per-node logs, each line
+    with its rank (``[rank R] ``), and mpirun's own lines into ``mpirun.log``.
 
     When Open MPI could not start its daemons and no rank ever ran, the launch
     (not the workload) failed: it is tried once more, and the log says so. mpirun
-    itself stops every rank when one fails.
+    stops every rank when one calls MPI_Abort or ends without finalizing MPI; a rank
+    that exits non-zero after finalizing (mpi4py finalizes at exit) ends the job
+    once the others finish. The rank that failed, and so its node, is read from
+    mpirun's report; without one, the head node's mpirun is what failed.
     """
     seen = {"ranks": False, "daemon_failed": False}
+    report = bytearray()  # mpirun's own lines, for the rank that failed
     # Where an untagged piece goes: the rest of a cut line, or the next \r update of a
     # rank's progress bar (Open MPI tags only what follows a \n).
     follow: dict[str, tuple[str, str] | None] = {"cut": None, "cr": None}
+    total = max(slots, 1) * len(names)
+
+    def node_of(rank: int) -> str:
+        return names[min(rank // max(slots, 1), len(names) - 1)]
 
     def on_line(raw: bytes, end: bytes | None) -> None:
         dest = follow["cut"]
@@ -352,16 +392,19 @@ def run_mpi(head: Session, argv: Sequence[str], env: Mapping[str, str], slots: i
         if match is not None:
             seen["ranks"] = True
             rank = int(match.group(2))
-            dest = (names[min(rank // max(slots, 1), len(names) - 1)], f"[rank {rank}] ")
+            dest = (node_of(rank), f"[rank {rank}] ")
             raw = match.group(4)
         elif dest is None:
             dest = follow["cr"]
         if dest is None:
             seen["daemon_failed"] |= DAEMON_FAILED in raw
-            dest = ("mpirun", "")
+            dest = ("mpirun", "[mpirun] ")
+        if dest[0] == "mpirun" and len(report) < MPIRUN_REPORT_CAP:
+            report.extend(raw + b"\n")
         follow["cut"] = dest if end is None else None
         follow["cr"] = dest if end == b"\r" and dest[0] != "mpirun" else None
-        streams.line(dest[0], raw, end, echo_prefix=dest[1])
+        streams.line(dest[0], raw, end, echo_prefix=dest[1],
+                     log_prefix=b"" if dest[0] == "mpirun" else dest[1].encode())
 
     command = f"{env_prefix(env)} {shlex.join(workload_argv(list(argv), 'composer-mpirun'))}"
     streams.started("mpirun")
@@ -370,10 +413,18 @@ def run_mpi(head: Session, argv: Sequence[str], env: Mapping[str, str], slots: i
         if code != 0 and seen["daemon_failed"] and not seen["ranks"]:
             streams.line("mpirun", b"composer: mpirun could not start its daemons; "
                          b"launching again", echo_prefix="")
+            report.clear()
             code = head.run(command, on_line=on_line, timeout=timeout)
     finally:
         streams.ended("mpirun")
-    return JobResult(code, (code,), None if code == 0 else head.node.name)
+    if code == 0:
+        return JobResult(0, (0,))
+    failed = mpi_failure(bytes(report))
+    if failed is None or failed[0] >= total:
+        return JobResult(code, (code,), head.node.name)
+    rank, rank_code = failed
+    return JobResult(code if rank_code is None else rank_code, (code,), node_of(rank),
+                     failed_rank=rank)
 
 
 def mpirun_path() -> str:

@@ -59,18 +59,20 @@ class RunOutcome:
     workload_exit_code: int | None = None
     failed_node: str | None = None
     stage: str | None = None
+    failed_rank: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "status": self.status, "exit_code": self.exit_code,
                 "record": self.record, "error": self.error,
                 "workload_exit_code": self.workload_exit_code,
-                "failed_node": self.failed_node, "stage": self.stage}
+                "failed_node": self.failed_node, "failed_rank": self.failed_rank,
+                "stage": self.stage}
 
 
 # The keys of ``up --json`` when there is no run to describe (a bad spec, an error
 # before the run started), so that every answer has the same keys.
 NO_OUTCOME: dict[str, Any] = {"run_id": None, "record": None, "workload_exit_code": None,
-                              "failed_node": None, "stage": None}
+                              "failed_node": None, "failed_rank": None, "stage": None}
 
 
 class Reporter:
@@ -179,6 +181,7 @@ class Result:
     workload_exit_code: int | None = None
     composer_exit_code: int | None = None
     failed_node: str | None = None
+    failed_rank: int | None = None  # with mpi: the MPI rank that failed first, when known
     stopped_nodes: list[str] = field(default_factory=list)
     error: str | None = None
     logs_cut: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -321,6 +321,9 @@ class Run:
                                   spec.run.fail_fast)
         head = self.nodes[0]
         env["COMPOSER_HOSTFILE"] = f"{head.work_dir}/hostfile"
+        # Python in a rank whose output is a pipe (in a container, through `| tee`)
+        # would hold it until it exits; [run] env may say otherwise.
+        env.setdefault("PYTHONUNBUFFERED", "1")
         if spec.container.enabled:
             command = containers.wrap(self.container_run(env, mpi=True), command)
         agent, extra = f"{head.work_dir}/.ssh/composer-ssh", list(self.target.mpi_args())
@@ -347,11 +350,17 @@ class Run:
         r = self.result
         r.exit_code = r.workload_exit_code = job.exit_code
         r.failed_node = job.failed_node
+        r.failed_rank = job.failed_rank
         r.stopped_nodes = list(job.stopped)
         r.status = "succeeded" if job.exit_code == 0 else "failed"
         if job.exit_code != 0:
             r.stage = "run"
-            r.error = f"{job.failed_node} exited with {job.exit_code}"
+            who = job.failed_node
+            if job.failed_rank is not None:
+                who = f"rank {job.failed_rank} on {job.failed_node}"
+            elif self.spec.run.launcher == "mpi":
+                who = f"mpirun on {job.failed_node}"  # mpirun named no rank
+            r.error = f"{who} exited with {job.exit_code}"
             if job.exit_code == 127:
                 r.error += " (command not found: check run.command and the node's PATH)"
             if job.also_failed:
@@ -460,7 +469,7 @@ class Run:
             self.run_id, r.status, int(code), record,
             None if r.error is None else self.secrets.redact(r.error),
             workload_exit_code=r.workload_exit_code, failed_node=r.failed_node,
-            stage=None if r.status == "succeeded" else r.stage,
+            stage=None if r.status == "succeeded" else r.stage, failed_rank=r.failed_rank,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -14,14 +15,18 @@ import pytest
 from composer.launch import (
     PRELUDE,
     TAG,
+    JobResult,
+    Streams,
     env_prefix,
     hostfile,
+    mpi_failure,
     mpirun_argv,
+    run_mpi,
     ssh_command,
     ssh_wrapper,
     workload_argv,
 )
-from composer.remote import Node
+from composer.remote import LineSink, LineSplitter, Node
 
 TRICKY = [
     "plain",
@@ -278,3 +283,115 @@ def test_ssh_options_escape_paths_for_openssh() -> None:
     argv = options("/a b/key", "/a b/kh", 22)
     assert "-i" not in argv
     assert argv[argv.index("-p") + 1] == "22"
+
+
+# -- which rank failed: mpirun's own reports, as Open MPI 5.0.11 printed them ----
+
+DASHES = b"-" * 74
+NON_ZERO = b"\n".join([
+    DASHES,
+    b"prterun detected that one or more processes exited with non-zero status,",
+    b"thus causing the job to be terminated. The first process to do so was:",
+    b"",
+    b"   Process name: [prterun-vm-9710@1,3]",
+    b"   Exit code:    4",
+    DASHES,
+])
+ABORTED = b"\n".join([
+    DASHES,
+    b"prterun has exited due to process rank 2 with PID 0 on node vm calling",
+    b'"abort". This may have caused other processes in the application to be',
+    b"terminated by signals sent by prterun (as reported here).",
+    DASHES,
+])
+SIGNALLED = b"\n".join([
+    DASHES,
+    b"prterun noticed that process rank 5 with PID 12253 on node vm exited on",
+    b"signal 9 (Killed).",
+    DASHES,
+])
+
+
+@pytest.mark.parametrize(
+    ("report", "found"),
+    [
+        (NON_ZERO, (3, 4)),
+        (NON_ZERO.replace(b"prterun-vm-9710", b"prterun-a-long-host.example.org-1"), (3, 4)),
+        (ABORTED, (2, None)),
+        (SIGNALLED, (5, None)),
+        (ABORTED + b"\n" + NON_ZERO, (2, None)),  # the first report wins
+        (b"[warn] Epoll MOD(4) on fd 27 failed.\n" + NON_ZERO, (3, 4)),
+        (b"", None),
+        (b"A daemon failed to report back\n" + DASHES, None),
+    ],
+)
+def test_mpi_failure_reads_mpiruns_report(report: bytes, found: tuple[int, int | None] | None
+                                          ) -> None:
+    assert mpi_failure(report) == found
+
+
+class FakeHead:
+    """A head node whose mpirun prints ``output`` and exits with ``code``."""
+
+    def __init__(self, output: bytes, code: int) -> None:
+        self.node = Node(0, "node-0", "127.0.1.1", 22, "ssh-ed25519 AAAA", "/w", 2)
+        self.output, self.code = output, code
+
+    def run(self, command: str, on_line: LineSink, timeout: float | None) -> int:
+        splitter = LineSplitter(on_line)
+        splitter.feed(self.output)
+        splitter.close()
+        return self.code
+
+
+def _run_mpi(tmp_path: Path, output: bytes, code: int) -> tuple[JobResult, str]:
+    echo = io.StringIO()
+    streams = Streams(tmp_path, ["node-0", "node-1"], echo)
+    try:
+        job = run_mpi(FakeHead(output, code), ["true"], {}, 2,  # type: ignore[arg-type]
+                      ["node-0", "node-1"], streams, None)
+    finally:
+        streams.close()
+    return job, echo.getvalue()
+
+
+RANK_LINES = (b"[1,3]<stdout>: rank 3 failing\n[1,2]<stderr>: \rbar 1\rbar 2\n"
+              b"[1,0]<stdout>: rank 0 up\n[1,1]<stdout>: rank 1 up\n")
+
+
+def test_run_mpi_names_the_failing_rank_and_its_node(tmp_path: Path) -> None:
+    job, shown = _run_mpi(tmp_path, RANK_LINES + NON_ZERO + b"\n", 4)
+    assert job.failed_node == "node-1" and job.failed_rank == 3
+    assert job.exit_code == 4
+    assert (tmp_path / "node-1.log").read_bytes() == \
+        b"[rank 3] rank 3 failing\n[rank 2] \rbar 1\rbar 2\n"
+    assert (tmp_path / "node-0.log").read_bytes() == b"[rank 0] rank 0 up\n[rank 1] rank 1 up\n"
+    assert (tmp_path / "mpirun.log").read_bytes() == NON_ZERO + b"\n"
+    mpirun_lines = [line for line in shown.splitlines() if not line.startswith("[rank ")]
+    assert mpirun_lines and all(line.startswith("[mpirun] ") for line in mpirun_lines)
+
+
+def test_run_mpi_after_an_abort_reports_mpiruns_exit_code(tmp_path: Path) -> None:
+    job, _ = _run_mpi(tmp_path, RANK_LINES + ABORTED + b"\n", 7)
+    assert job.failed_node == "node-1" and job.failed_rank == 2
+    assert job.exit_code == 7
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        RANK_LINES + b"mpirun: something else went wrong\n",
+        # A rank cannot name itself, and a rank beyond the job falls back too.
+        b"[1,3]<stdout>:    Process name: [x@1,1]\n[1,3]<stdout>:    Exit code:    9\n",
+        NON_ZERO.replace(b"@1,3]", b"@1,40]") + b"\n",
+    ],
+)
+def test_run_mpi_without_a_named_rank_blames_the_head(tmp_path: Path, output: bytes) -> None:
+    job, _ = _run_mpi(tmp_path, output, 3)
+    assert job.failed_node == "node-0" and job.failed_rank is None
+    assert job.exit_code == 3
+
+
+def test_run_mpi_success_names_nobody(tmp_path: Path) -> None:
+    job, _ = _run_mpi(tmp_path, RANK_LINES, 0)
+    assert job.exit_code == 0 and job.failed_node is None

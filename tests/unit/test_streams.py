@@ -230,6 +230,19 @@ def test_a_cut_line_is_shown_once_with_where_the_rest_is(tmp_path: Path) -> None
     assert lines[2] == "[node-0] next"
 
 
+def test_log_prefix_starts_each_line_once(tmp_path: Path) -> None:
+    streams = Streams(tmp_path, ["node-1"], None, Secrets({"K": "top-secret-value"}))
+    streams.line("node-1", b"\r10%", b"\r", log_prefix=b"[rank 3] ")
+    streams.line("node-1", b"100%", b"\n", log_prefix=b"[rank 3] ")
+    streams.line("node-1", b"a" * 5 + b"top-se", None, log_prefix=b"[rank 2] ")
+    streams.line("node-1", b"cret-value end", b"\r\n", log_prefix=b"[rank 2] ")
+    streams.line("node-1", b"last", b"", log_prefix=b"[rank 3] ")
+    streams.close()
+    assert (tmp_path / "node-1.log").read_bytes() == (
+        b"[rank 3] \r10%\r100%\n[rank 2] aaaaa*** end\r\n[rank 3] last"
+    )
+
+
 def test_logs_of_unused_streams_are_not_created(tmp_path: Path) -> None:
     streams = Streams(tmp_path, ["node-0"], None)
     streams.close()
