@@ -20,7 +20,6 @@ while collected, what was withheld. Names are printed escaped
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import posixpath
 import shlex
@@ -51,6 +50,7 @@ from composer.launch import human_duration
 from composer.records import guard
 from composer.records import manifest as manifests
 from composer.remote import Session, fan_out
+from composer.spec import output_matches
 
 if TYPE_CHECKING:
     from composer.secrets import Secrets
@@ -266,7 +266,7 @@ def remote_files(session: Session, root: str) -> list[tuple[str, int]]:
 
 
 def matches(rel: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(rel, p) for p in patterns)
+    return output_matches(rel, patterns)
 
 
 def ssh_argv(session: Session, known_hosts: Path) -> list[str]:

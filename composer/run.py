@@ -149,6 +149,7 @@ class Run:
                 self._settle()
             except BaseException as exc:  # noqa: BLE001 - every failure ends in a record
                 signum = self._fail(exc)
+                self._after_failure()
             finally:
                 with INTERRUPTS.shield():
                     try:
@@ -228,15 +229,36 @@ class Run:
         with self.stage("run"):
             self.job = self._launch()
         with self.stage("collect"):
-            collected = collect_outputs(self.sessions, spec.outputs, self.staged, self.secrets,
-                                        self.collect_time_limit)
-            for note in collected.notes():
-                self.log.say(note)
-            if collected.error is not None:
-                # the run fails at collect; the workload's own exit code stays on record
-                assert self.job is not None
+            self._collect()
+
+    def _collect(self) -> None:
+        collected = collect_outputs(self.sessions, self.spec.outputs, self.staged,
+                                    self.secrets, self.collect_time_limit)
+        for note in collected.notes():
+            self.log.say(note)
+        if collected.error is not None:
+            # the run fails at collect; the workload's own exit code stays on record
+            if self.job is not None:
                 self.result.exit_code = self.result.workload_exit_code = self.job.exit_code
-                raise collected.error
+            raise collected.error
+
+    def _after_failure(self) -> None:
+        """What a run that stopped early still owes its record: a workload stopped at
+        max_duration leaves what it wrote (a checkpoint): collected; otherwise the
+        outputs are not collected, and the user is told so."""
+        r = self.result
+        if not self.spec.outputs.paths or r.stage not in ("run", "collect"):
+            return
+        if r.status != "timeout" or not self.sessions:
+            if r.stage == "run":
+                self.log.say(f"outputs not collected: the run was {r.status} during run")
+            return
+        try:
+            with self.stage("collect"):
+                self._collect()
+        except BaseException as exc:  # noqa: BLE001 - the timeout stays the run's outcome
+            self.log.say(f"collect after max_duration: {describe(exc)}")
+        r.stage = "run"
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -854,11 +854,20 @@ def _parse_toml(text: str, source: Path) -> dict[str, Any]:
         raise _fatal(source, f"cannot parse TOML: {_clip(str(exc))}") from None
 
 
+def output_matches(rel: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``outputs.paths`` collect the output at ``rel`` (relative to the output
+    directory): a pattern matches the path itself or a directory it lies in, so
+    ``"ckpt"`` (or ``"ckpt/"``) collects every file under ``ckpt/``."""
+    parts = rel.split("/")
+    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(fnmatch.fnmatchcase(c, p.rstrip("/") or p) for p in patterns for c in candidates)
+
+
 def _collectable(name: str, outputs: OutputsSpec) -> bool:
     """Whether ``outputs.paths`` collect ``name``, a path as listed in the manifest."""
     node = _NODE_PREFIX.match(name) if outputs.from_ == "all" else None
     rel = name[node.end() :] if node else name
-    return any(fnmatch.fnmatchcase(rel, pattern) for pattern in outputs.paths)
+    return output_matches(rel, outputs.paths)
 
 
 def _fatal(source: Path, message: str) -> SpecError:

@@ -13,7 +13,7 @@ import pytest
 from composer.run import destroy
 
 from .conftest import Tally
-from .util import assert_gone, final_json, node_sshds, simple_job, write_job
+from .util import assert_gone, final_json, node_sshds, read_record, simple_job, write_job
 
 if TYPE_CHECKING:
     from tests.conftest import Composer
@@ -98,3 +98,33 @@ def test_every_failing_node_is_named(composer: Composer, tmp_path: Path, tally: 
         done = composer.run("up", str(missing), "--json", timeout=240)
         assert done.returncode == 1, done.stderr
         assert "command not found" in final_json(done.stdout)["error"]
+
+
+def test_a_timed_out_run_keeps_what_it_wrote(composer: Composer, tmp_path: Path,
+                                             tally: Tally) -> None:
+    with tally.check("walkthrough"):
+        command = ("mkdir -p $COMPOSER_OUTPUT_DIR/ckpt && echo step-1 > "
+                   "$COMPOSER_OUTPUT_DIR/ckpt/e1.pt && sleep 60")
+        job = write_job(tmp_path / "job", simple_job(
+            "slow", 1, command, outputs={"paths": ["ckpt"], "from": "head"},
+            limits={"max_duration": "3s"}))
+        done = composer.run("up", str(job), "--json", timeout=240)
+        assert done.returncode == 1, done.stderr
+        out = final_json(done.stdout)
+        assert out["status"] == "timeout", out
+        manifest = json.loads(read_record(composer, out["run_id"], "manifest.json"))
+        assert [f["path"] for f in manifest["files"]] == ["ckpt/e1.pt"], manifest
+        assert read_record(composer, out["run_id"], "outputs/ckpt/e1.pt") == "step-1\n"
+        result = json.loads(read_record(composer, out["run_id"], "result.json"))
+        assert result["status"] == "timeout" and result["stage"] == "run", result
+
+
+def test_a_pattern_naming_a_directory_collects_what_is_in_it() -> None:
+    from composer.spec import output_matches
+
+    assert output_matches("ckpt/e1.pt", ("ckpt",))
+    assert output_matches("ckpt/deep/e1.pt", ("ckpt/",))
+    assert output_matches("ckpt/e1.pt", ("ck*",))
+    assert not output_matches("ckpt2/e1.pt", ("ckpt",))
+    assert not output_matches("other/ckpt", ("ckpt",))
+    assert output_matches("metrics.json", ("metrics.json",))
