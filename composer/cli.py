@@ -408,6 +408,17 @@ def version(as_json: JsonOpt = False) -> None:
         print(f"composer {__version__}")
 
 
+@app.callback(invoke_without_command=True)
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", help="print composer's version and exit")
+    ] = False,
+) -> None:
+    if show_version:
+        print(f"composer {__version__}")
+        raise typer.Exit(0)
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:

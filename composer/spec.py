@@ -276,12 +276,17 @@ def load_spec(path: Path | str) -> Spec:
     try:
         data = source.read_bytes()
     except FileNotFoundError:
-        raise _fatal(source, f"file not found: {source}") from None
+        raise _fatal(source, f"file not found: {source}",
+                     "give the path of a job spec (job.toml); examples/ holds some") from None
     except IsADirectoryError:
-        raise _fatal(source, f"is a directory, not a job spec file: {source}") from None
+        found = source / "job.toml"
+        hint = (f"did you mean {found}?" if found.is_file()
+                else "give the path of a job spec file (job.toml), not a directory")
+        raise _fatal(source, f"is a directory, not a job spec file: {source}", hint) from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise _fatal(source, f"cannot read {source}: {reason}") from None
+        raise _fatal(source, f"cannot read {source}: {reason}",
+                     "check the file's permissions") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -870,8 +875,11 @@ def _collectable(name: str, outputs: OutputsSpec) -> bool:
     return output_matches(rel, outputs.paths)
 
 
-def _fatal(source: Path, message: str) -> SpecError:
-    return SpecError(str(source), [Problem("", message)])
+def _fatal(source: Path, message: str, hint: str | None = None) -> SpecError:
+    error = SpecError(str(source), [Problem("", message)])
+    if hint is not None:
+        error.hint = hint
+    return error
 
 
 def _absolute(path: Path) -> Path:

@@ -128,3 +128,8 @@ def test_a_pattern_naming_a_directory_collects_what_is_in_it() -> None:
     assert not output_matches("ckpt2/e1.pt", ("ckpt",))
     assert not output_matches("other/ckpt", ("ckpt",))
     assert output_matches("metrics.json", ("metrics.json",))
+
+
+def test_version_flag(composer: Composer) -> None:
+    done = composer.run("--version", timeout=60)
+    assert done.returncode == 0 and done.stdout.strip().startswith("composer "), done

@@ -1253,3 +1253,14 @@ def test_limits_none_and_new_fields(job_dir: Path) -> None:
     assert problems_of(job_dir, doc) == [
         'run.fail_fast: must be a boolean (true or false), got string "yes"'
     ]
+
+
+def test_a_path_that_is_not_a_spec_file_gets_a_hint_of_its_own(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as missing:
+        load_spec(tmp_path / "nope.toml")
+    assert "file not found" in missing.value.message
+    assert missing.value.hint is not None and "job spec" in missing.value.hint
+    (tmp_path / "job.toml").write_text("")
+    with pytest.raises(SpecError) as folder:
+        load_spec(tmp_path)
+    assert folder.value.hint == f"did you mean {tmp_path / 'job.toml'}?"
