@@ -78,8 +78,10 @@ class Withheld:
     reason: str
 
     def line(self) -> str:
+        fix = ("; raise [outputs] max_file_size to commit it"
+               if self.reason.startswith("over max_file_size") else "")
         return (f"withheld output {terminal_text(self.path)}: {terminal_text(self.reason)} "
-                f"(listed in {manifest.MANIFEST}, not committed)")
+                f"(listed in {manifest.MANIFEST}, not committed{fix})")
 
 
 def printable(rel: str) -> str:

@@ -170,6 +170,7 @@ def test_an_output_over_max_file_size_is_said_and_listed(hostile: Hostile,
         assert entry["size"] == 3000
         assert entry["sha256"] == hashlib.sha256(b"\0" * 3000).hexdigest()
         assert "withheld output node-0/big.bin: over max_file_size" in hostile.stderr
+        assert "raise [outputs] max_file_size to commit it" in hostile.stderr
         assert "outputs/node-0/big.bin" not in record_files(hostile.c, hostile.run_id)
 
 
