@@ -294,38 +294,65 @@ def _pem_body(line: bytes) -> bool:
     return not text or set(text) <= _PEM_BODY or text.startswith(_PEM_HEADERS)
 
 
-def _key_line(line: bytes) -> bool:
-    """A line that reads as part of a key's base64 body (long, or padded), not a word."""
-    text = line.strip()
-    return (line != KEY_REDACTED and bool(text) and _pem_body(text)
-            and (len(text) >= 16 or text.endswith(b"=")))
+def _key_token(line: bytes) -> bool:
+    """Whether ``line`` ends in what reads as a piece of a key's base64 body (long, or
+    padded), whatever stands before it: ``[rank 3] MIIE...``, ``INFO: MIIE...``."""
+    words = line.split()
+    if not words or line == KEY_REDACTED:
+        return False
+    token = words[-1]
+    return set(token) <= _PEM_BODY and (len(token) >= 16 or token.endswith(b"="))
+
+
+ORPHAN_LOOKBACK = 120
 
 
 def redact_keys(data: bytes) -> bytes:
-    """``data`` with every private key block (BEGIN..END, or BEGIN and the base64 lines
-    after it) replaced by one line saying so."""
+    """``data`` with every private key block replaced by one line saying so: from BEGIN
+    to END, or to the first line of the same stream (the same text before the key's
+    ``-----``) that is not part of a key; lines of other streams interleaved with it
+    (other ranks) are kept. An END with no BEGIN before it (a log cut in the middle of
+    a key) takes the key lines above it. A prefix before each line (``[rank 3] ``, a
+    timestamp) does not hide a key line."""
     if FORBIDDEN_CONTENT not in data:
         return data
     out: list[bytes] = []
-    in_key = False
+    stream: bytes | None = None  # the text before the open key's -----, while in one
     for line in data.split(b"\n"):
         marker = FORBIDDEN_CONTENT in line
-        if in_key and not marker and _pem_body(line):
+        if not marker and stream is not None:
+            text = line.strip()
+            rest = text[len(stream):] if text.startswith(stream) else None
+            if rest is not None and _pem_body(rest):
+                continue
+            if _key_token(line):
+                continue  # a key line behind a prefix of its own (a timestamp)
+            if rest is not None:
+                stream = None  # the key's own stream moved on
+            out.append(line)
             continue
-        if marker and b"END" in line and b"BEGIN" not in line and not in_key:
-            # An END with no BEGIN before it (a log cut in the middle of a key): the
-            # key's lines are the ones just above it.
-            while out and _key_line(out[-1]):
-                out.pop()
-        in_key = False
-        if marker:
-            if b"BEGIN" in line and b"END" not in line:
-                in_key = True
-            if not (out and out[-1] == KEY_REDACTED):
-                out.append(KEY_REDACTED)
+        if not marker:
+            out.append(line)
             continue
-        out.append(line)
+        begin, end = b"BEGIN" in line, b"END" in line
+        if end and not begin and stream is None:
+            _drop_key_lines_above(out)
+        stream = line[: line.find(b"-----")].strip() if begin and not end else None
+        if not (out and out[-1] == KEY_REDACTED):
+            out.append(KEY_REDACTED)
     return b"\n".join(out)
+
+
+def _drop_key_lines_above(out: list[bytes]) -> None:
+    """Remove the key lines among the last lines of ``out`` (back to a redaction)."""
+    keep: list[bytes] = []
+    looked = 0
+    while out and out[-1] != KEY_REDACTED and looked < ORPHAN_LOOKBACK:
+        line = out.pop()
+        looked += 1
+        if not _key_token(line):
+            keep.append(line)
+    out.extend(reversed(keep))
 
 
 def redact_logs(staged: Path, secrets: Secrets | None = None) -> list[str]:

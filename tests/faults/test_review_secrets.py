@@ -105,3 +105,47 @@ def test_a_secret_too_short_to_mask_is_refused(composer: Composer, tmp_path: Pat
         assert done.returncode == 2, done.stderr
         assert "run.secret_env" in done.stderr and "PIN" in done.stderr
         assert not (composer.runs / ".git").exists() or "run/" not in composer.git("tag")
+
+
+def _prefixed(lines: list[str], prefix: str) -> str:
+    return "".join(f"{prefix}{line}\n" for line in lines)
+
+
+def test_keys_behind_prefixes_and_between_other_lines(tmp_path: Path) -> None:
+    lines = _key(tmp_path)
+    body = [line for line in lines[1:-1] if len(line) > 20]
+    cases = {
+        "rank prefix": _prefixed(lines, "[rank 0] "),
+        "log prefix": _prefixed(lines, "INFO: "),
+        "timestamps": "".join(f"2026-11-27T08:{i:02d} {line}\n" for i, line in enumerate(lines)),
+        "interleaved ranks": "".join(f"[rank 0] {line}\n[rank 1] step {i}\n"
+                                     for i, line in enumerate(lines)),
+        "no begin, a line before the end": "".join(f"{line}\n" for line in lines[3:-1])
+        + "a word\n" + lines[-1] + "\n",
+    }
+    for name, text in cases.items():
+        out = redact_keys(text.encode()).decode()
+        leaked = [line for line in body if line in out]
+        assert not leaked, f"{name}: {len(leaked)} key lines kept"
+        assert KEY_REDACTED.decode() in out, name
+    interleaved = redact_keys(cases["interleaved ranks"].encode()).decode()
+    assert "[rank 1] step 3" in interleaved
+
+
+def test_an_mpi_rank_printing_a_key_commits_none_of_it(composer: Composer, tmp_path: Path,
+                                                       tally: Tally) -> None:
+    with tally.check("records kept"):
+        job_dir = tmp_path / "job"
+        job_dir.mkdir()
+        lines = _key(job_dir)
+        doc = simple_job("rank-key", 1, ["sh", "-c", "echo hello; cat k; echo bye"],
+                         code={"path": "."})
+        doc["run"]["launcher"] = "mpi"
+        job = write_job(job_dir, doc)
+        done = composer.run("up", str(job), "--json", timeout=240)
+        assert done.returncode == 0, done.stderr
+        run_id = final_json(done.stdout)["run_id"]
+        log = read_record(composer, run_id, "logs/node-0.log")
+        assert "[rank 0] hello" in log and "[rank 0] bye" in log, log
+        leaked = [line for line in lines[1:-1] if len(line) > 20 and line in log]
+        assert not leaked, f"{len(leaked)} key lines committed"
