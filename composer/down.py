@@ -25,7 +25,7 @@ from composer.record import RunsRepo, RunsRepoError, check_run_id, default_repo_
 from composer.records import guard
 from composer.result import cap_logs, now_iso, remove_tree
 from composer.run import destroy
-from composer.secrets import Secrets
+from composer.secrets import Secrets, unlike_the_run
 from composer.state import RunState
 from composer.targets import get_target
 
@@ -264,10 +264,14 @@ def _run_secrets(staged: Path) -> tuple[Secrets | None, list[str]]:
         return None, []
     names = (data.get("run") or {}).get("secret_env") or []
     names = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
-    missing = [n for n in names if n not in os.environ]
+    missing = [f"{n} not set" for n in names if n not in os.environ]
     if missing:
         return None, missing
-    return Secrets({n: os.environ[n] for n in names}), []
+    values = {n: os.environ[n] for n in names}
+    wrong = unlike_the_run(staged.parent, values)
+    if wrong:
+        return None, [f"{n} not the value the run had" for n in wrong]
+    return Secrets(values), []
 
 
 def _screen(staged: Path) -> str | None:
@@ -277,8 +281,8 @@ def _screen(staged: Path) -> str | None:
     secrets, missing = _run_secrets(staged)
     if missing:
         guard.redact_logs(staged, None)
-        reason = (f"not screened for secrets: {', '.join(missing)} not set when composer "
-                  "down committed the record")
+        reason = (f"not screened for secrets: {', '.join(missing)} when composer down "
+                  "committed the record")
         if guard.withhold_all_outputs(staged, reason):
             return reason
         return None

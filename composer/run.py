@@ -52,7 +52,7 @@ from composer.result import (
     spec_summary,
     status_exit_code,
 )
-from composer.secrets import SECRETS_FILE, Secrets
+from composer.secrets import SECRETS_FILE, Secrets, write_check
 from composer.spec import Spec
 from composer.stage import bundle, put_text, stage
 from composer.targets import get_target
@@ -121,6 +121,8 @@ class Run:
         self.collect_time_limit = collect_timeout(os.environ)
         self.repo.validate()
         make_work_dir(self.work, self.staged)
+        if self.secrets:
+            write_check(self.work, self.secrets.values)
         if self.spec.container.enabled:
             containers.save_runtime(self.work, self.spec.container.runtime)
         self.state = new_state(self.run_id, self.spec, self.opts)  # type: ignore[arg-type]

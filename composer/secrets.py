@@ -10,7 +10,10 @@ that holds a secret is withheld (listed in the manifest, not committed).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import secrets as random
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +24,7 @@ MASK = "***"
 SECRETS_FILE = ".composer-secrets"
 MIN_LINE = 4
 MIN_SECRET = 8
+CHECK_FILE = "secrets-check.json"
 
 
 class Secrets:
@@ -108,3 +112,31 @@ def _needles(values: Iterable[str]) -> set[bytes]:
             found.update(line.strip().encode() for line in lines
                          if len(line.strip()) >= MIN_LINE)
     return found
+
+
+def _check_hash(value: str, salt: bytes) -> str:
+    """A slow salted hash (scrypt): enough to tell a value again, useless to guess it."""
+    return hashlib.scrypt(value.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32).hex()
+
+
+def write_check(work: Path, values: dict[str, str]) -> None:
+    """Keep, in the run's private work dir, what tells the run's secret values again
+    (``composer down`` screens a stranded run with the same values or not at all)."""
+    salt = random.token_bytes(16)
+    data = {"salt": salt.hex(), "values": {k: _check_hash(v, salt) for k, v in values.items()}}
+    fd = os.open(work / CHECK_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+
+
+def unlike_the_run(work: Path, values: dict[str, str]) -> list[str]:
+    """The names whose value here is not the one the run had (empty, too short, or
+    another value; all of them when the run left no check)."""
+    try:
+        data = json.loads((work / CHECK_FILE).read_text())
+        salt, hashes = bytes.fromhex(data["salt"]), data["values"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return sorted(n for n, v in values.items() if len(v) < MIN_SECRET)
+    return sorted(n for n, v in values.items()
+                  if len(v) < MIN_SECRET or hashes.get(n) != _check_hash(v, salt))

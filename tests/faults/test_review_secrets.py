@@ -58,9 +58,11 @@ WRITES_SECRET = ("echo $MY_TOKEN > $COMPOSER_OUTPUT_DIR/a.txt; "
                  "echo fine > $COMPOSER_OUTPUT_DIR/b.txt")
 
 
-@pytest.mark.parametrize("exported", [True, False], ids=["secret-exported", "secret-missing"])
+@pytest.mark.parametrize("given", ["same", None, "", "1", "rotated-0123456789"],
+                         ids=["secret-same", "secret-missing", "secret-empty", "secret-short",
+                              "secret-other"])
 def test_down_never_commits_an_unscreened_secret(composer: Composer, tmp_path: Path,
-                                                 tally: Tally, exported: bool) -> None:
+                                                 tally: Tally, given: str | None) -> None:
     with tally.check("records kept"):
         token = "tok-down-0123456789"
         job = write_job(tmp_path / "job", simple_job(
@@ -78,7 +80,8 @@ def test_down_never_commits_an_unscreened_secret(composer: Composer, tmp_path: P
             outputs = up.work() / "record" / "outputs"
             assert (outputs / "b.txt").read_text() == "fine\n"
             (outputs / "late.txt").write_text(f"token={token}\n")
-        env = {"MY_TOKEN": token} if exported else {}
+        exported = given == "same"
+        env = {} if given is None else {"MY_TOKEN": token if exported else given}
         done = composer.run("down", run_id, "--json", timeout=180, **env)
         assert done.returncode == 0, done.stderr
         found = subprocess.run(["git", "-C", str(composer.runs), "grep", "-I", "-e", token,
@@ -94,6 +97,8 @@ def test_down_never_commits_an_unscreened_secret(composer: Composer, tmp_path: P
         else:
             assert f"{run_id}/outputs/b.txt" not in files
             assert "not screened for secrets: MY_TOKEN" in manifest
+            job = read_record(composer, run_id, "job.toml")
+            assert "***" not in job and "***" not in read_record(composer, run_id, "lock.json")
 
 
 def test_a_secret_too_short_to_mask_is_refused(composer: Composer, tmp_path: Path,
