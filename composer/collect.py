@@ -65,6 +65,9 @@ MIN_TIME_S = 600.0
 """The default time limit of a collect: 10 minutes, plus ``SLOW_RATE``..."""
 SLOW_RATE = float(1 << 20)
 """...one second per MiB listed for collecting (a slow link's rate)."""
+HASH_LIMIT = 16 << 30
+"""A file over ``max_file_size`` is read only to hash it; past this size it is listed
+unread (a sparse 1 TB file must not hold the cluster up for hours)."""
 WORKDIR_HINT = ("a workload writes its outputs to $COMPOSER_OUTPUT_DIR; its working "
                 "directory ($COMPOSER_WORK_DIR/code) is not collected")
 
@@ -430,10 +433,13 @@ def _oversize(session: Session, remote: str, path: str, size: int, limit: int,
               secrets: Secrets | None, deadline: Deadline | None = None) -> OutputFile:
     """A file over the limit: hashed (so reproduce can compare it) unless it holds a
     private key or a secret, which leaves no hash behind."""
+    reason = f"over max_file_size ({size} > {limit} bytes)"
+    if size > HASH_LIMIT:
+        return OutputFile(path, session.node.name, size, None, False,
+                          f"{reason}; not hashed (over {HASH_LIMIT >> 30} GiB)")
     scan = guard.Scan(secrets)
     got = fetch(session, remote, None, size, scan.feed, deadline)
     sha: str | None = got.sha256
-    reason = f"over max_file_size ({size} > {limit} bytes)"
     if scan.reason is not None:
         sha, reason = None, f"{reason}; {scan.reason}"
     return OutputFile(path, session.node.name, got.size, sha, False, reason,
@@ -462,7 +468,8 @@ def collect(sessions: list[Session], patterns: tuple[str, ...], dest: Path,
         return [f for f in list_outputs(session, root, deadline) if matches(f.shown, patterns)]
 
     listed = fan_out(listing, sessions)
-    deadline.allow(sum(f.size for items in listed for f in items if f.kind is None))
+    deadline.allow(sum(min(f.size, HASH_LIMIT) for items in listed for f in items
+                       if f.kind is None))
 
     def one(job: tuple[Session, list[RemoteFile]]) -> list[OutputFile]:
         session, items = job

@@ -53,8 +53,13 @@ def fan_out(fn: Callable[[T], R], items: Iterable[T], workers: int = 64) -> list
     items = list(items)
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
+    try:
         return list(pool.map(fn, items))
+    finally:
+        # On an error or a signal, return at once: a worker still reading from a node
+        # ends when the teardown closes its session, and must not hold the run up.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 LINE_CAP = 64 * 1024

@@ -3,7 +3,10 @@ stranded run finished by ``composer down``, a secret too short to mask."""
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +15,7 @@ import pytest
 from composer.records.guard import KEY_REDACTED, redact_keys
 
 from .conftest import Tally
-from .util import final_json, read_record, simple_job, start_up, write_job
+from .util import assert_gone, final_json, read_record, simple_job, start_up, write_job
 
 if TYPE_CHECKING:
     from tests.conftest import Composer
@@ -154,3 +157,35 @@ def test_an_mpi_rank_printing_a_key_commits_none_of_it(composer: Composer, tmp_p
         assert "[rank 0] hello" in log and "[rank 0] bye" in log, log
         leaked = [line for line in lines[1:-1] if len(line) > 20 and line in log]
         assert not leaked, f"{len(leaked)} key lines committed"
+
+
+def test_a_huge_sparse_output_is_listed_not_read(composer: Composer, tmp_path: Path,
+                                                 tally: Tally) -> None:
+    with tally.check("records kept"):
+        job = write_job(tmp_path / "job", simple_job(
+            "sparse", 1, "truncate -s 1T $COMPOSER_OUTPUT_DIR/big.bin",
+            outputs={"paths": ["big.bin"], "from": "head", "max_file_size": "1MB"}))
+        done = composer.run("up", str(job), "--json", timeout=240)
+        assert done.returncode == 0, done.stderr
+        run_id = final_json(done.stdout)["run_id"]
+        entry = json.loads(read_record(composer, run_id, "manifest.json"))["files"][0]
+        assert entry["size"] == 1 << 40 and "sha256" not in entry, entry
+        assert "not hashed" in entry["withheld"], entry
+
+
+def test_one_signal_stops_a_long_collect(composer: Composer, tmp_path: Path,
+                                         tally: Tally) -> None:
+    with tally.check("interrupts"):
+        job = write_job(tmp_path / "job", simple_job(
+            "long-collect", 1, "truncate -s 12G $COMPOSER_OUTPUT_DIR/big.bin",
+            outputs={"paths": ["big.bin"], "from": "head", "max_file_size": "1MB"}))
+        with start_up(composer, job, "up", COMPOSER_PAUSE_AT="collect") as up:
+            marker = up.paused("collect")
+            marker.unlink()
+            time.sleep(2)
+            up.proc.send_signal(signal.SIGINT)
+            done = up.finish(timeout=60)
+        assert done.returncode == 130, done.stderr
+        run_id = final_json(done.stdout)["run_id"]
+        assert json.loads(read_record(composer, run_id, "result.json"))["status"] == "interrupted"
+        assert_gone(composer, run_id)
