@@ -45,11 +45,12 @@ from paramiko.sftp import (
 )
 
 from composer import sshopts
-from composer.errors import ComposerError, SSHError, UsageError
+from composer.errors import ComposerError, SSHError
 from composer.launch import human_duration
 from composer.records import guard
 from composer.records import manifest as manifests
 from composer.remote import Session, fan_out
+from composer.settings import positive_seconds
 from composer.spec import output_matches
 
 if TYPE_CHECKING:
@@ -151,18 +152,8 @@ class Deadline:
 def collect_timeout(environ: Mapping[str, str]) -> float | None:
     """The collect time limit in seconds from ``COMPOSER_COLLECT_TIMEOUT_S``; None
     (the default, derived from the bytes to collect) when unset."""
-    raw = environ.get(TIMEOUT_ENV)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise UsageError(f"{TIMEOUT_ENV}={raw!r}: must be a number of seconds above 0",
-                         hint=f"unset {TIMEOUT_ENV} for the default (10 minutes plus one "
-                              "second per MiB to collect)")
-    return value
+    return positive_seconds(environ, TIMEOUT_ENV, "the default (10 minutes plus one second "
+                            "per MiB to collect)")
 
 
 class CollectTimeoutError(ComposerError):

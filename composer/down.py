@@ -283,7 +283,7 @@ def _screen(staged: Path) -> str | None:
         guard.redact_logs(staged, None)
         reason = (f"not screened for secrets: {', '.join(missing)} when composer down "
                   "committed the record")
-        if guard.withhold_all_outputs(staged, reason):
+        if guard.screen_outputs(staged, None, withhold_all=reason):
             return reason
         return None
     guard.redact_logs(staged, secrets)

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import IO
 
 from composer import sshopts
-from composer.errors import UsageError
 from composer.remote import Node, Session
 from composer.secrets import Secrets
+from composer.settings import positive_seconds
 
 PRELUDE = (
     'if [ -f "$COMPOSER_WORK_DIR/.composer-secrets" ]; then '
@@ -189,6 +189,10 @@ class Streams:
         first = stream.length == 0
         stream.length += len(text)
         if first and end is None:
+            # The start of a line too long to show: cut it a secret's length early too,
+            # so no part of one can stand at the cut, whatever the rest of it holds.
+            if self.secrets:
+                text = text[: max(0, len(text) - self.secrets.longest)]
             stream.shown = len(text)
             self._echo(prefix, text)
             return
@@ -232,17 +236,8 @@ class Streams:
 
 def heartbeat_interval(environ: Mapping[str, str]) -> float:
     """Seconds between 'still running' lines: ``COMPOSER_HEARTBEAT_S``, else 60."""
-    raw = environ.get(HEARTBEAT_ENV)
-    if raw is None or raw == "":
-        return HEARTBEAT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise UsageError(f"{HEARTBEAT_ENV}={raw!r}: must be a number of seconds above 0",
-                         hint=f"unset {HEARTBEAT_ENV} for a line every minute")
-    return value
+    value = positive_seconds(environ, HEARTBEAT_ENV, "a line every minute")
+    return HEARTBEAT_S if value is None else value
 
 
 def human_duration(seconds: float) -> str:

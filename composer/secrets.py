@@ -54,6 +54,11 @@ class Secrets:
             )
         return cls({n: os.environ[n] for n in names})
 
+    @property
+    def longest(self) -> int:
+        """The length of the longest text masked within one line."""
+        return self._longest
+
     def __bool__(self) -> bool:
         return bool(self._needles)
 

@@ -249,8 +249,10 @@ def _scrub_listed_names(files: list[dict[str, Any]], secrets: Secrets | None) ->
     return changed
 
 
-def screen_outputs(staged: Path, secrets: Secrets | None = None) -> list[Withheld]:
-    """Withhold every output under ``staged/outputs`` that may not be committed.
+def screen_outputs(staged: Path, secrets: Secrets | None = None,
+                   withhold_all: str | None = None) -> list[Withheld]:
+    """Withhold every output under ``staged/outputs`` that may not be committed (with
+    ``withhold_all``, every output, for that reason: a record that cannot be screened).
 
     Each one is removed and its manifest entry marked (added when missing); the
     manifest path of a file whose name holds a secret is the redacted name, never
@@ -263,7 +265,7 @@ def screen_outputs(staged: Path, secrets: Secrets | None = None) -> list[Withhel
     found: list[Withheld] = []
     for path in _files_under(outputs):
         rel = path.relative_to(outputs).as_posix()
-        reason = _output_reason(path, rel, secrets)
+        reason = withhold_all or _output_reason(path, rel, secrets)
         if reason is None:
             continue
         size = path.lstat().st_size
@@ -276,6 +278,10 @@ def screen_outputs(staged: Path, secrets: Secrets | None = None) -> list[Withhel
         _withhold(entry, reason, shown)
         found.append(Withheld(shown, reason))
     renamed = _scrub_listed_names(files, secrets)
+    for entry in files if withhold_all else []:
+        if entry.get("committed"):
+            _withhold(entry, withhold_all, str(entry.get("path")))
+            renamed = True
     if found or renamed:
         _prune_empty_dirs(outputs)
         if data is None:
@@ -445,29 +451,3 @@ def find_forbidden(root: Path) -> list[ForbiddenFile]:
                 )
     return sorted(found, key=lambda f: f.path)
 
-
-def withhold_all_outputs(staged: Path, reason: str) -> list[Withheld]:
-    """Withhold every output of a staged record (one that cannot be screened): each
-    file removed, listed with ``reason`` and no hash."""
-    outputs = staged / OUTPUTS
-    data = manifest.load(staged) if (staged / manifest.MANIFEST).is_file() else None
-    files: list[dict[str, Any]] = (data or manifest.empty()).setdefault("files", [])
-    by_path = {e.get("path"): e for e in files if isinstance(e, dict)}
-    found: list[Withheld] = []
-    for path in _files_under(outputs):
-        rel = path.relative_to(outputs).as_posix()
-        size = path.lstat().st_size
-        path.unlink()
-        entry = by_path.get(rel)
-        if entry is None:
-            entry = {"path": printable(rel), "node": "", "size": size}
-            files.append(entry)
-        _withhold(entry, reason, printable(rel))
-        found.append(Withheld(printable(rel), reason))
-    for entry in files:
-        if entry.get("committed"):
-            _withhold(entry, reason, str(entry.get("path")))
-    _prune_empty_dirs(outputs)
-    files.sort(key=lambda e: str(e.get("path")))
-    manifest.save(staged, {**(data or manifest.empty()), "files": files})
-    return found

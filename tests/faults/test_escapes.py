@@ -149,7 +149,10 @@ def test_fork_chain_is_stopped(composer: Composer, tmp_path: Path, tally: Tally,
         try:
             with start_up(composer, job, "up", COMPOSER_PAUSE_AT="collect") as up:
                 marker = up.paused("collect")
-                chain_seen = running(chain)
+                # One /proc scan can miss a chain whose members live for microseconds:
+                # look a few times.
+                chain_seen = wait_for(lambda: running(chain), 10, "the fork chain running",
+                                      interval=0.01)
                 marker.unlink()
                 done = up.finish()
             finished = time.time()
