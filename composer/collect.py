@@ -49,9 +49,9 @@ from composer.errors import ComposerError, SSHError
 from composer.launch import human_duration
 from composer.records import guard
 from composer.records import manifest as manifests
-from composer.remote import Session, fan_out
+from composer.remote import Session, fan_out, known_hosts
 from composer.settings import positive_seconds
-from composer.spec import output_matches
+from composer.spec import output_matches as matches
 
 if TYPE_CHECKING:
     from composer.secrets import Secrets
@@ -253,16 +253,6 @@ def list_outputs(session: Session, root: str,
     return sorted(found, key=lambda f: f.shown)
 
 
-def remote_files(session: Session, root: str) -> list[tuple[str, int]]:
-    """(relative path, size) of every regular file with a UTF-8 name under ``root``."""
-    return [(f.name, f.size) for f in list_outputs(session, root)
-            if f.name is not None and f.kind is None]
-
-
-def matches(rel: str, patterns: tuple[str, ...]) -> bool:
-    return output_matches(rel, patterns)
-
-
 def ssh_argv(session: Session, known_hosts: Path) -> list[str]:
     """The OpenSSH client to the node: the run's key, the pinned host key only."""
     node = session.node
@@ -318,7 +308,7 @@ def fetch_stream(session: Session, remote: str, size: int, out: _Reader,
     read: ``head -c SIZE``, so a file still being written is read up to ``size``."""
     with tempfile.TemporaryDirectory(prefix="composer-kh-") as tmp:
         known = Path(tmp) / "known_hosts"
-        known.write_text(session.node.known_hosts_line + "\n")
+        known.write_text(known_hosts([session.node]))
         proc = subprocess.Popen(
             [*ssh_argv(session, known), f"head -c {int(size)} -- {shlex.quote(remote)}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)

@@ -123,8 +123,6 @@ def down(ref: str, runs_repo: str | None = None) -> dict[str, Any]:
     # Everything down records needs a usable repository: checked before anything is
     # destroyed, so a wrong one costs nothing and down can simply be run again.
     repo.validate()
-    if state.committed:
-        _require_recorded(repo, state)
     recorded = _recorded_teardown(repo, state)
     if state.destroyed and state.committed and recorded in GONE:
         remove_tree(work)
@@ -169,8 +167,12 @@ def _already_down(ref: str, runs_repo: str | None, missing: RunNotFound) -> dict
             "process_alive": False, "already_destroyed": True}
 
 
-def _require_recorded(repo: RunsRepo, state: RunState) -> None:
-    """The run's record must be in ``repo``: its teardown is recorded there."""
+def _recorded_teardown(repo: RunsRepo, state: RunState) -> str | None:
+    """The teardown status a committed run's record holds (None before its commit).
+    The record must be in ``repo``, where its teardown is to be recorded: RunsRepoError
+    (exit 2) otherwise, before anything is destroyed."""
+    if not state.committed:
+        return None
     try:
         found = repo.read_file(state.run_id, "result.json")
     except ComposerError:
@@ -181,14 +183,9 @@ def _require_recorded(repo: RunsRepo, state: RunState) -> None:
             hint=f"it was recorded in {state.runs_repo}; point --runs-repo or "
             "COMPOSER_RUNS_REPO there (nothing was destroyed)",
         )
-
-
-def _recorded_teardown(repo: RunsRepo, state: RunState) -> str | None:
-    if not state.committed:
-        return None
     try:
-        result = json.loads(repo.read_file(state.run_id, "result.json") or b"{}")
-    except (ComposerError, ValueError):
+        result = json.loads(found)
+    except ValueError:
         return None
     teardown = result.get("teardown") if isinstance(result, dict) else None
     return str(teardown.get("status")) if isinstance(teardown, dict) else None

@@ -48,6 +48,11 @@ class Node:
         return f"[{self.address}]:{self.port} {kind} {blob}"
 
 
+def known_hosts(nodes: Iterable[Node]) -> str:
+    """A known_hosts file holding exactly the nodes' pinned host keys."""
+    return "".join(n.known_hosts_line + "\n" for n in nodes)
+
+
 def fan_out(fn: Callable[[T], R], items: Iterable[T], workers: int = 64) -> list[R]:
     """``fn`` over ``items`` in parallel threads; results in order, first error raised."""
     items = list(items)

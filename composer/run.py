@@ -35,7 +35,7 @@ from composer.paths import composer_home, make_work_dir, work_dir
 from composer.procs import node_processes
 from composer.record import RunsRepo
 from composer.records import guard
-from composer.remote import Node, Session, fan_out, wait_for_ssh
+from composer.remote import Node, Session, fan_out, known_hosts, wait_for_ssh
 from composer.render import Infra, render
 from composer.result import (
     RedactedLog,
@@ -310,7 +310,7 @@ class Run:
         head = self.sessions[0]
         work = head.node.work_dir
         key = (self.work / "keys" / "client").read_text()
-        known = "".join(n.known_hosts_line + "\n" for n in self.nodes)
+        known = known_hosts(self.nodes)
         if ".ssh" not in head.sftp.listdir(work):
             head.sftp.mkdir(f"{work}/.ssh", 0o700)
         put_text(head, f"{work}/.ssh/id_ed25519", key, 0o600)

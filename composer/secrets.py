@@ -94,14 +94,6 @@ class Secrets:
         """The node-side file the workload prelude sources."""
         return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(self.values.items()))
 
-    def scrub_record(self, staged: Path) -> list[str]:
-        """Withhold outputs whose content or name holds a secret value, redact every
-        other file of the staged record; return the paths touched."""
-        from composer.records.guard import redact_logs, screen_outputs
-
-        withheld = screen_outputs(staged, self)
-        return [f"outputs/{w.path}" for w in withheld] + redact_logs(staged, self)
-
 
 def _needles(values: Iterable[str]) -> set[bytes]:
     """What to mask: each whole value, and each line of a multi-line value (stripped,

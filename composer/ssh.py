@@ -19,7 +19,7 @@ from composer.down import find_work_dir
 from composer.errors import UsageError
 from composer.paths import work_root
 from composer.procs import node_processes
-from composer.remote import Node
+from composer.remote import Node, known_hosts
 from composer.state import RunState
 
 INVENTORY = "inventory.json"
@@ -63,7 +63,7 @@ def pick_node(nodes: list[Node], name: str | None) -> Node:
 def known_hosts_file(work: Path, nodes: list[Node]) -> Path:
     """A known_hosts holding only the run's pinned host keys, kept in its work dir."""
     path = work / KNOWN_HOSTS
-    text = "".join(n.known_hosts_line + "\n" for n in nodes)
+    text = known_hosts(nodes)
     tmp = path.with_name(f".{KNOWN_HOSTS}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

@@ -33,7 +33,7 @@ from composer.collect import ssh_argv
 from composer.errors import SSHError
 from composer.interrupts import INTERRUPTS
 from composer.lock import code_tree
-from composer.remote import Session, fan_out
+from composer.remote import Session, fan_out, known_hosts
 from composer.spec import Spec
 
 CHUNK = 1 << 20
@@ -180,7 +180,7 @@ def stage(sessions: list[Session], tar: Path, work: Path, say: Say | None = None
         if use_ssh:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="stage-kh-", dir=work))
             known = Path(tmp) / "known_hosts"
-            known.write_text("".join(s.node.known_hosts_line + "\n" for s in sessions))
+            known.write_text(known_hosts(s.node for s in sessions))
         transfer = stack.enter_context(Transfer(size, len(sessions), say))
 
         def one(session: Session) -> None:
