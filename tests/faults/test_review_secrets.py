@@ -38,21 +38,25 @@ def test_orphan_key_end_takes_the_lines_above_it(tmp_path: Path) -> None:
     assert out.splitlines() == ["before", KEY_REDACTED.decode(), "after"]
 
 
+def _run_printing_a_key(composer: Composer, tmp_path: Path, command: str,
+                        **sections: dict[str, str]) -> tuple[str, list[str]]:
+    """A one-node run whose workload prints a fresh private key (``k`` in its code dir)
+    with ``command``: its committed node log, and the key lines found in it."""
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    lines = _key(job_dir)
+    doc = simple_job("key-in-log", 1, ["sh", "-c", command], code={"path": "."}, **sections)
+    done = composer.run("up", str(write_job(job_dir, doc)), "--json", timeout=240)
+    assert done.returncode == 0, done.stderr
+    log = read_record(composer, final_json(done.stdout)["run_id"], "logs/node-0.log")
+    return log, [line for line in lines[1:-1] if len(line) > 20 and line in log]
+
+
 def test_a_capped_log_keeps_no_line_of_a_key(composer: Composer, tmp_path: Path,
                                              tally: Tally) -> None:
     with tally.check("records kept"):
-        job_dir = tmp_path / "job"
-        job_dir.mkdir()
-        lines = _key(job_dir)
-        doc = simple_job("key-cut", 1, ["sh", "-c", "seq 1 2000; cat k"],
-                         code={"path": "."}, record={"max_log_size": "2KB"})
-        job = write_job(job_dir, doc)
-        done = composer.run("up", str(job), "--json", timeout=240)
-        assert done.returncode == 0, done.stderr
-        run_id = final_json(done.stdout)["run_id"]
-        log = read_record(composer, run_id, "logs/node-0.log")
-        body = [line for line in lines[1:-1] if len(line) > 20]
-        leaked = [line for line in body if line in log]
+        log, leaked = _run_printing_a_key(composer, tmp_path, "seq 1 2000; cat k",
+                                          record={"max_log_size": "2KB"})
         assert not leaked, f"{len(leaked)} key lines committed"
         assert "cut" in log
 
@@ -143,19 +147,9 @@ def test_keys_behind_prefixes_and_between_other_lines(tmp_path: Path) -> None:
 def test_an_mpi_rank_printing_a_key_commits_none_of_it(composer: Composer, tmp_path: Path,
                                                        tally: Tally) -> None:
     with tally.check("records kept"):
-        job_dir = tmp_path / "job"
-        job_dir.mkdir()
-        lines = _key(job_dir)
-        doc = simple_job("rank-key", 1, ["sh", "-c", "echo hello; cat k; echo bye"],
-                         code={"path": "."})
-        doc["run"]["launcher"] = "mpi"
-        job = write_job(job_dir, doc)
-        done = composer.run("up", str(job), "--json", timeout=240)
-        assert done.returncode == 0, done.stderr
-        run_id = final_json(done.stdout)["run_id"]
-        log = read_record(composer, run_id, "logs/node-0.log")
+        log, leaked = _run_printing_a_key(composer, tmp_path, "echo hello; cat k; echo bye",
+                                          run={"launcher": "mpi"})
         assert "[rank 0] hello" in log and "[rank 0] bye" in log, log
-        leaked = [line for line in lines[1:-1] if len(line) > 20 and line in log]
         assert not leaked, f"{len(leaked)} key lines committed"
 
 
