@@ -192,17 +192,17 @@ def _recorded_teardown(repo: RunsRepo, state: RunState) -> str | None:
 
 
 def _destroy(work: Path, state: RunState) -> dict[str, Any]:
-    target = get_target("local")
+    target = get_target(state.target)
     teardown: dict[str, Any] = {"status": "destroyed"}
     log_path = work / "record" / "logs" / "terraform.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if state.applied and not state.destroyed and (work / "tf").is_dir():
         with open(log_path, "a", encoding="utf-8") as log:
             teardown = destroy(make_engine(state.engine), target, work, state.parallelism,
-                               log, state.blocks)
+                               log, state.held)
     else:
         target.sweep(work)
-        target.release_blocks(state.blocks)
+        target.release(state.held)
     state.destroyed = teardown["status"] == "destroyed"
     state.save(work)
     return {**teardown, "by": "composer down", "at": now_iso()}

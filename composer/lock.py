@@ -196,7 +196,7 @@ def pin_container(spec: Spec) -> dict[str, Any] | None:
 
 def resolve(spec: Spec, engine: str, terraform_version: str,
             container: dict[str, Any] | None = None, *,
-            runs_repo: Path | None = None) -> Lock:
+            runs_repo: Path | None = None, target_pins: dict[str, Any] | None = None) -> Lock:
     """Every pin of ``spec``; ``container`` is an image pin already taken (else taken here).
 
     ``runs_repo`` is the run's runs repository: when it lies inside the code
@@ -209,7 +209,7 @@ def resolve(spec: Spec, engine: str, terraform_version: str,
         modules=pins_for_target(spec.cluster.target),
         code=pin_code(spec, runs_repo),
         inputs=pin_inputs(spec),
-        target={"name": spec.cluster.target, "resolved": {}},
+        target={"name": spec.cluster.target, "resolved": dict(target_pins or {})},
         job_path=str(spec.source),
         container=container if container is not None else pin_container(spec),
     )

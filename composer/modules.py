@@ -9,8 +9,6 @@ from composer.errors import PreflightError
 from composer.hashing import tree_sha256
 from composer.paths import modules_dir
 
-TARGET_MODULES = {"local": ("local-cluster",)}
-
 
 @dataclass(frozen=True)
 class ModulePin:
@@ -39,8 +37,15 @@ def pin_module(name: str) -> ModulePin:
     return ModulePin(name, version, tree_sha256(path, exclude=EXCLUDED))
 
 
+def target_modules(target: str) -> tuple[str, ...]:
+    """The modules ``target``'s root module vendors."""
+    from composer.targets import target_class
+
+    return target_class(target).modules
+
+
 def pins_for_target(target: str) -> tuple[ModulePin, ...]:
-    return tuple(pin_module(name) for name in TARGET_MODULES.get(target, ()))
+    return tuple(pin_module(name) for name in target_modules(target))
 
 
 EXCLUDED = frozenset({".terraform", "__pycache__", ".terraform.lock.hcl"})

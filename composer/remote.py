@@ -33,6 +33,8 @@ class Node:
     host_key: str
     work_dir: str
     slots: int
+    #: Login user (cloud images have their own); None: the user composer runs as.
+    user: str | None = None
 
     @classmethod
     def from_output(cls, data: dict[str, Any]) -> Node:
@@ -40,6 +42,7 @@ class Node:
             rank=int(data["rank"]), name=str(data["name"]), address=str(data["address"]),
             port=int(data["port"]), host_key=str(data["host_key"]),
             work_dir=str(data["work_dir"]), slots=int(data["slots"]),
+            user=str(data["user"]) if data.get("user") else None,
         )
 
     @property
@@ -180,7 +183,7 @@ class Session:
         self.node = node
         self.key_path = key_path
         self.key = paramiko.Ed25519Key.from_private_key_file(str(key_path))
-        self.user = user or getpass.getuser()
+        self.user = user or node.user or getpass.getuser()
         self.client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.Lock()

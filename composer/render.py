@@ -24,9 +24,7 @@ from composer.jsonfile import dump_json
 from composer.modules import EXCLUDED, ModulePin, module_path
 from composer.paths import templates_dir
 from composer.spec import Spec
-
-ROOT_FILES = ("main.tf", "variables.tf", "outputs.tf", "versions.tf")
-MODULE_KEYS = {"local-cluster": "cluster"}
+from composer.targets import get_target
 
 
 @dataclass(frozen=True)
@@ -38,12 +36,19 @@ class Infra:
 
 
 def spec_tfvars(spec: Spec) -> dict[str, Any]:
-    return {
+    """Every target's spec values, then the target's own (``Target.tfvars``)."""
+    common = {
         "job_name": spec.job.name,
         "nodes": spec.cluster.nodes,
         "slots_per_node": spec.cluster.slots_per_node,
         "gpus_per_node": spec.cluster.gpus_per_node,
     }
+    return {**common, **get_target(spec.cluster.target).tfvars(spec)}
+
+
+def _module_key(name: str) -> str:
+    """A vendored module's name in the root module: ``cluster`` for ``<target>-cluster``."""
+    return "cluster" if name.endswith("-cluster") else name.replace("-", "_")
 
 
 def _environment(target: str) -> jinja2.Environment:
@@ -99,10 +104,10 @@ def render(spec: Spec, pins: tuple[ModulePin, ...], out_dir: Path) -> Infra:
     env = _environment(spec.cluster.target)
     context = {
         "job_name": spec.job.name,
-        "modules": [{"name": p.name, "key": MODULE_KEYS[p.name]} for p in pins],
+        "modules": [{"name": p.name, "key": _module_key(p.name)} for p in pins],
     }
-    for name in ROOT_FILES:
-        _write(out_dir / name, env.get_template(f"{name}.j2").render(context))
+    for name in sorted(env.list_templates(extensions=["j2"])):
+        _write(out_dir / name.removesuffix(".j2"), env.get_template(name).render(context))
     _write(out_dir / "terraform.tfvars.json", dump_json(spec_tfvars(spec)))
     _write(out_dir / "modules.json", dump_json({p.name: p.to_dict() for p in pins}))
     for pin in pins:

@@ -244,5 +244,5 @@ def new_state(run_id: str, spec: Spec, opts: RunOptions) -> RunState:
         run_id=run_id, job=spec.job.name, engine=opts.engine, runs_repo=str(opts.runs_repo),
         pid=os.getpid(), started_at=now_iso(), keep=opts.keep,
         parallelism=max(10, min(256, spec.cluster.nodes)),
-        max_log_size=spec.record.max_log_size,
+        max_log_size=spec.record.max_log_size, target=spec.cluster.target,
     )

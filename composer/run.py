@@ -57,7 +57,6 @@ from composer.spec import Spec
 from composer.stage import bundle, put_text, stage
 from composer.targets import get_target
 
-SSH_TIMEOUT = 60.0
 PAUSE_ENV = "COMPOSER_PAUSE_AT"
 
 
@@ -114,7 +113,7 @@ class Run:
     # -- the run -------------------------------------------------------------
 
     def execute(self) -> RunOutcome:
-        self.target.preflight(self.spec.run.launcher)
+        self.pins = self.target.preflight(self.spec)
         self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.heartbeat_s = launch.heartbeat_interval(os.environ)
@@ -210,7 +209,8 @@ class Run:
             self.nodes = [Node.from_output(n) for n in outputs["nodes"]]
             write_json(self.work / "inventory.json", outputs["nodes"])
         with self.stage("wait_for_ssh"):
-            self.sessions = wait_for_ssh(self.nodes, self.work / "keys" / "client", SSH_TIMEOUT)
+            self.sessions = wait_for_ssh(self.nodes, self.work / "keys" / "client",
+                                         self.target.ssh_timeout)
         with self.stage("facts"):
             path = self.target.session_env().get("PATH")
             facts = fan_out(lambda s: node_facts.gather(s, path), self.sessions)
@@ -279,7 +279,7 @@ class Run:
     def _render(self) -> None:
         spec = self.spec
         lock = resolve(spec, self.engine.name, self.engine.version, self.image,
-                       runs_repo=self.opts.runs_repo)
+                       runs_repo=self.opts.runs_repo, target_pins=self.pins)
         if self.replay is None:
             infra = render(spec, lock.modules, self.staged / "infra")
         else:
@@ -288,10 +288,10 @@ class Run:
         write_json(self.staged / "lock.json", replace(lock, infra_sha256=infra.sha256).to_dict())
         (self.staged / "job.toml").write_text(spec.text, encoding="utf-8")
         shutil.copytree(infra.path, self.tf_dir)
-        alloc = self.target.allocate(self.run_id, spec.cluster.nodes, self.work)
-        self.state.blocks = [list(b) for b in alloc.blocks]
+        alloc = self.target.allocate(self.run_id, spec, self.work)
+        self.state.held = list(alloc.held)
         self.state.save(self.work)
-        runtime = self.target.prepare(self.run_id, spec.cluster.nodes, self.work, alloc)
+        runtime = self.target.prepare(self.run_id, spec, self.work, alloc, self.pins)
         write_json(self.tf_dir / VAR_FILES[0], runtime)
 
     def base_env(self) -> dict[str, str]:
@@ -420,7 +420,7 @@ class Run:
             session.close()
         r = self.result
         if not self.state.applied:
-            self.target.release_blocks(self.state.blocks)
+            self.target.release(self.state.held)
             return
         if self.opts.keep:
             r.teardown = {"status": "kept", "hint": f"composer down {self.run_id}"}
@@ -439,7 +439,7 @@ class Run:
         self.state.save(self.work)
         pause_point(self.work, "destroy")
         r.teardown = destroy(self.engine, self.target, self.work, self.state.parallelism,
-                             self.tf_log, self.state.blocks)
+                             self.tf_log, self.state.held)
         self.state.destroyed = r.teardown["status"] == "destroyed"
         self.state.save(self.work)
         r.stages["destroy"] = round(time.monotonic() - t0, 3)
@@ -510,8 +510,8 @@ def max_duration_line(spec: Spec) -> str:
 
 
 def destroy(engine, target, work: Path, parallelism: int, log: IO[str],  # type: ignore[no-untyped-def]
-            blocks: list[list[int]]) -> dict[str, object]:
-    """Destroy the cluster, then sweep whatever a node left; release its addresses."""
+            held: list[Any]) -> dict[str, object]:
+    """Destroy the cluster, then sweep whatever a node left; release what it held."""
     outcome: dict[str, object] = {"status": "destroyed"}
     try:
         engine.destroy(work / "tf", VAR_FILES, parallelism, log)
@@ -533,5 +533,5 @@ def destroy(engine, target, work: Path, parallelism: int, log: IO[str],  # type:
         outcome = {"status": "failed", "error": f"node processes still running: {left}",
                    "swept": swept}
     if outcome["status"] == "destroyed":
-        target.release_blocks(blocks)
+        target.release(held)
     return outcome

@@ -215,6 +215,8 @@ class Spec:
     text: str
     reproduce: ReproduceSpec = field(default_factory=ReproduceSpec)
     container: ContainerSpec = field(default_factory=ContainerSpec)
+    #: The target's own section (``[aws]`` -> ``AwsSpec``); None for targets without one.
+    target_config: Any = None
 
 
 def parse_duration(value: str | int | float) -> float:

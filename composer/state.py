@@ -30,7 +30,9 @@ class RunState:
     keep: bool = False
     parallelism: int = 10
     max_log_size: int = 2_000_000
-    blocks: list[list[int]] = field(default_factory=list)
+    target: str = "local"
+    #: What the target holds outside Terraform (``Allocation.held``: local leases).
+    held: list[Any] = field(default_factory=list)
 
     def save(self, work_dir: Path) -> None:
         write_json(work_dir / STATE_FILE, asdict(self))
@@ -38,5 +40,7 @@ class RunState:
     @classmethod
     def load(cls, work_dir: Path) -> RunState:
         data: dict[str, Any] = json.loads((work_dir / STATE_FILE).read_text())
+        if "blocks" in data and "held" not in data:  # written before targets were a package
+            data["held"] = data.pop("blocks")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)

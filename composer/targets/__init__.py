@@ -1,17 +1,27 @@
-"""Targets: where a cluster comes from. One module per target."""
+"""Targets: where a cluster comes from. One package per target, one registry line each.
+
+``composer/targets/base.py`` says what a target provides.
+"""
 
 from __future__ import annotations
 
 from composer.errors import PreflightError
+from composer.targets.base import Target
 from composer.targets.local import LocalTarget
 
-TARGETS = {"local": LocalTarget}
+TARGETS: dict[str, type[Target]] = {
+    "local": LocalTarget,
+}
 
 
-def get_target(name: str) -> LocalTarget:
+def target_class(name: str) -> type[Target]:
     try:
-        return TARGETS[name]()
+        return TARGETS[name]
     except KeyError:
         raise PreflightError(
-            f"target '{name}' is not available yet", hint="use target = \"local\""
+            f"target '{name}' is not available", hint=f"use one of: {', '.join(TARGETS)}"
         ) from None
+
+
+def get_target(name: str) -> Target:
+    return target_class(name)()

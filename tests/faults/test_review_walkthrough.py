@@ -53,7 +53,7 @@ def test_destroy_that_cannot_start_a_process_is_a_failed_teardown(tmp_path: Path
         def sweep(self, work: Path) -> list[str]:
             raise RuntimeError("can't start new thread")
 
-        def release_blocks(self, blocks: object) -> None:
+        def release(self, held: object) -> None:
             self.released = True
 
     target = Target()

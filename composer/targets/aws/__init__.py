@@ -1,0 +1,1 @@
+"""The AWS target: EC2 instances rendered as a Terraform module (``modules/aws-cluster``)."""

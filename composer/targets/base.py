@@ -1,0 +1,88 @@
+"""What a target must provide: the one interface the run driver, ``down`` and ``gc`` use.
+
+A target is a package under ``composer/targets/`` with a ``Target`` subclass, its
+Terraform modules under ``modules/`` and its root-module templates under
+``templates/<name>/``; one line in ``composer/targets/__init__.py`` registers it.
+Nothing after ``apply`` knows which target made the nodes: every target's root
+module has one ``nodes`` output of the same shape (see ``NODE_KEYS``).
+
+The life of a run, as the driver calls it:
+
+1. ``preflight(spec)``: every check that can fail before anything is created or
+   spent; returns the target's pins (resolved image, account, zone...), which go
+   into ``lock.json`` under ``target.resolved``.
+2. ``tfvars(spec)``: the spec's values for the rendered tree's
+   ``terraform.tfvars.json`` (beyond the ones every target has).
+3. ``allocate`` -> ``Allocation``: what the run holds outside Terraform (local
+   loopback leases); kept in the run's state so ``release`` can free it even
+   after the process died.
+4. ``prepare``: generates the run's keys and returns the run's own var file
+   (run id, keys, pinned values): never part of the rendered tree or the record.
+5. After apply: ``session_env`` for every command on a node, ``mpi_args`` for
+   mpirun, ``ssh_timeout`` for the nodes to answer.
+6. After destroy: ``sweep`` stops whatever Terraform could not (processes, tagged
+   leftovers), then ``release``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from composer.spec import Spec
+
+# Every key of one entry of a root module's ``nodes`` output (composer.remote.Node).
+NODE_KEYS = ("name", "rank", "address", "port", "user", "host_key", "work_dir", "slots")
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What a run holds outside Terraform. ``held`` is JSON (saved in the run's state)."""
+
+    addresses: tuple[str, ...] = ()
+    held: list[Any] = field(default_factory=list)
+
+
+class Target(ABC):
+    name: ClassVar[str]
+    #: Terraform modules (directories under ``modules/``) the root module vendors.
+    modules: ClassVar[tuple[str, ...]]
+    #: Most nodes one run may ask for.
+    max_nodes: ClassVar[int]
+    #: Seconds to wait for every node's sshd after apply.
+    ssh_timeout: ClassVar[float] = 60.0
+
+    @abstractmethod
+    def preflight(self, spec: Spec) -> dict[str, Any]:
+        """Check everything that can be checked without creating anything; return pins."""
+
+    def tfvars(self, spec: Spec) -> dict[str, Any]:
+        """The target's own spec values for ``terraform.tfvars.json``."""
+        return {}
+
+    def allocate(self, run_id: str, spec: Spec, work_dir: Path) -> Allocation:
+        return Allocation()
+
+    def release(self, held: Sequence[Any]) -> None:
+        """Give back what ``allocate`` held (idempotent; ``held`` as saved in state)."""
+        return None
+
+    @abstractmethod
+    def prepare(self, run_id: str, spec: Spec, work_dir: Path, alloc: Allocation,
+                pins: dict[str, Any]) -> dict[str, Any]:
+        """Generate the run's keys under ``work_dir``; return the run's var file."""
+
+    @abstractmethod
+    def session_env(self) -> dict[str, str]:
+        """Environment of every command composer runs on a node."""
+
+    def mpi_args(self) -> list[str]:
+        return []
+
+    def sweep(self, work_dir: Path) -> list[str]:
+        """After destroy: stop what Terraform left; return what was stopped."""
+        return []
