@@ -205,14 +205,14 @@ def unified(old: str, new: str, name: str) -> str:
     return "".join(out)
 
 
-def _files(root: Path) -> dict[str, Path]:
+def _files(root: Path, ignore: frozenset[str] = frozenset()) -> dict[str, Path]:
     found: dict[str, Path] = {}
     if not root.is_dir():
         return found
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             path = Path(dirpath) / name
-            if path.is_file():
+            if path.is_file() and name not in ignore:
                 found[path.relative_to(root).as_posix()] = path
     return found
 
@@ -236,13 +236,15 @@ def _file_diff(old: Path, new: Path, name: str) -> str:
     return unified(ta, tb, name)
 
 
-def tree_diff(old_root: Path, new_root: Path) -> dict[str, str]:
+def tree_diff(old_root: Path, new_root: Path,
+              ignore: frozenset[str] = frozenset()) -> dict[str, str]:
     """Relative path -> how the file differs between two trees, sorted; same files omitted.
 
     Text files get a unified diff, binary ones ``(binary files differ)``, and files
     on one side only ``(only in old)`` or ``(only in new)``. A missing root is empty.
+    Files named in ``ignore`` are left out on both sides.
     """
-    a, b = _files(Path(old_root)), _files(Path(new_root))
+    a, b = _files(Path(old_root), ignore), _files(Path(new_root), ignore)
     out: dict[str, str] = {}
     for rel in sorted(a.keys() | b.keys()):
         if rel not in b:

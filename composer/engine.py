@@ -8,6 +8,7 @@ reaches composer only, and composer forwards exactly one SIGINT.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -99,13 +100,27 @@ def outputs_of(stdout: str) -> dict[str, Any] | None:
     return found
 
 
+def cli_config_text(mirror: str | None = None) -> str:
+    """No checkpoint calls; providers from a local mirror when ``mirror`` names one
+    (``COMPOSER_PROVIDER_MIRROR``: a directory laid out as ``terraform providers mirror``
+    writes it, for machines that cannot reach the registry)."""
+    text = "disable_checkpoint = true\n"
+    if mirror:
+        text += ("provider_installation {\n  filesystem_mirror {\n"
+                 f"    path = {json.dumps(os.path.abspath(mirror))}\n  }}\n}}\n")
+    return text
+
+
 def cli_config() -> Path:
-    """A generated CLI config: no checkpoint calls, no warning about ~/.terraformrc."""
-    path = composer_home() / "terraform.rc"
-    if not path.exists():
+    """A generated CLI config (no warning about ~/.terraformrc), rewritten when it changes."""
+    text = cli_config_text(os.environ.get("COMPOSER_PROVIDER_MIRROR") or None)
+    name = "terraform.rc" if text == cli_config_text() else \
+        f"terraform-{hashlib.sha256(text.encode()).hexdigest()[:12]}.rc"
+    path = composer_home() / name
+    if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text("disable_checkpoint = true\n")
+        tmp.write_text(text)
         os.replace(tmp, path)
     return path
 

@@ -79,7 +79,7 @@ def kill_command(signal: str) -> str:
 
 
 def hostfile(nodes: Sequence[Node]) -> str:
-    return "".join(f"{n.address} slots={n.slots}\n" for n in nodes)
+    return "".join(f"{n.peer} slots={n.slots}\n" for n in nodes)
 
 
 def ssh_wrapper(key: str, known_hosts: str, port: int) -> str:

@@ -35,6 +35,8 @@ class Node:
     slots: int
     #: Login user (cloud images have their own); None: the user composer runs as.
     user: str | None = None
+    #: Where the other nodes reach this one (a cloud node's private address).
+    peer_address: str | None = None
 
     @classmethod
     def from_output(cls, data: dict[str, Any]) -> Node:
@@ -43,17 +45,34 @@ class Node:
             port=int(data["port"]), host_key=str(data["host_key"]),
             work_dir=str(data["work_dir"]), slots=int(data["slots"]),
             user=str(data["user"]) if data.get("user") else None,
+            peer_address=str(data["peer_address"]) if data.get("peer_address") else None,
         )
+
+    @property
+    def peer(self) -> str:
+        """The address the other nodes (mpirun, the workload) use for this node."""
+        return self.peer_address or self.address
 
     @property
     def known_hosts_line(self) -> str:
         kind, blob = self.host_key.split()[:2]
-        return f"[{self.address}]:{self.port} {kind} {blob}"
+        return f"{host_id(self.address, self.port)} {kind} {blob}"
 
 
-def known_hosts(nodes: Iterable[Node]) -> str:
-    """A known_hosts file holding exactly the nodes' pinned host keys."""
-    return "".join(n.known_hosts_line + "\n" for n in nodes)
+def host_id(address: str, port: int) -> str:
+    """A host as known_hosts names it: the bare address on port 22, else ``[address]:port``."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def known_hosts(nodes: Iterable[Node], peers: bool = False) -> str:
+    """A known_hosts file holding exactly the nodes' pinned host keys; with ``peers``,
+    under the addresses the nodes reach each other on as well."""
+    lines: list[str] = []
+    for n in nodes:
+        kind, blob = n.host_key.split()[:2]
+        names = [n.address] + ([n.peer] if peers and n.peer != n.address else [])
+        lines += [f"{host_id(a, n.port)} {kind} {blob}\n" for a in names]
+    return "".join(lines)
 
 
 def fan_out(fn: Callable[[T], R], items: Iterable[T], workers: int = 64) -> list[R]:
@@ -192,7 +211,7 @@ class Session:
         client = paramiko.SSHClient()
         kind, blob = self.node.host_key.split()[:2]
         pinned = paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
-        client.get_host_keys().add(f"[{self.node.address}]:{self.node.port}", kind, pinned)
+        client.get_host_keys().add(host_id(self.node.address, self.node.port), kind, pinned)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         return client
 

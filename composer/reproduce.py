@@ -29,6 +29,7 @@ from composer.engine import Engine, make_engine
 from composer.errors import ComposerError, ExitCode, UsageError
 from composer.jsonfile import dump_json, write_json
 from composer.lock import Lock, resolve
+from composer.providers import LOCK_FILE, provider_changes, providers_today
 from composer.record import RunsRepo, load_manifest
 from composer.records.read import REPO_HINT
 from composer.render import render
@@ -177,14 +178,26 @@ def check_drift(recorded: Recorded, job: Path, engine: Engine,
     drifts += pin_drift(recorded.lock, json.loads(dump_json(lock.to_dict())))
     with tempfile.TemporaryDirectory(prefix="composer-rerender-") as tmp:
         fresh = render(spec, lock.modules, Path(tmp) / "infra")
-        changes = tree_diff(recorded.root / "infra", fresh.path)
+        changes = tree_diff(recorded.root / "infra", fresh.path, frozenset({LOCK_FILE}))
     if changes:
         detail = "\n".join(
             text if text.startswith("---") else f"{path}: {text}" for path, text in changes.items()
         )
         drifts.append(Drift("infra", "infra/", (recorded.lock.get("infra") or {}).get("sha256"),
                             fresh.sha256, detail))
+    drifts += provider_drift(recorded, engine)
     return spec, lock, drifts
+
+
+def provider_drift(recorded: Recorded, engine: Engine) -> list[Drift]:
+    """Providers the record locked against what ``init`` selects for its tree today.
+    A record without providers (the local target) costs nothing here."""
+    old = recorded.lock.get("providers") or {}
+    if not old:
+        return []
+    new = providers_today(recorded.root / "infra", lambda tf: engine.init(tf))
+    return [Drift("provider", f"providers.{source}", was, now)
+            for source, was, now in provider_changes(old, new)]
 
 
 def verdict(recorded: Recorded, spec: Spec, staged: Path, result: Result,

@@ -33,6 +33,7 @@ from composer.jsonfile import write_json
 from composer.lock import pin_container, resolve
 from composer.paths import composer_home, make_work_dir, work_dir
 from composer.procs import node_processes
+from composer.providers import LOCK_FILE, keep_lock_file
 from composer.record import RunsRepo
 from composer.records import guard
 from composer.remote import Node, Session, fan_out, known_hosts, wait_for_ssh
@@ -200,6 +201,10 @@ class Run:
             self._render()
         with self.stage("init"):
             self.engine.init(self.tf_dir, self.tf_log)
+            providers = keep_lock_file(self.tf_dir, self.staged / "infra")
+            if providers:
+                self.lock_data["providers"] = providers
+                write_json(self.staged / "lock.json", self.lock_data)
         self.state.applied = True
         self.state.save(self.work)
         with self.stage("apply"):
@@ -284,8 +289,13 @@ class Run:
             infra = render(spec, lock.modules, self.staged / "infra")
         else:
             shutil.copytree(self.replay.infra, self.staged / "infra")
-            infra = Infra(self.staged / "infra", tree_sha256(self.staged / "infra"))
-        write_json(self.staged / "lock.json", replace(lock, infra_sha256=infra.sha256).to_dict())
+            if any(d.get("kind") == "provider" for d in self.replay.drift):
+                # run anyway (--allow-drift): init selects today's providers
+                (self.staged / "infra" / LOCK_FILE).unlink(missing_ok=True)
+            infra = Infra(self.staged / "infra",
+                          tree_sha256(self.staged / "infra", frozenset({LOCK_FILE})))
+        self.lock_data = replace(lock, infra_sha256=infra.sha256).to_dict()
+        write_json(self.staged / "lock.json", self.lock_data)
         (self.staged / "job.toml").write_text(spec.text, encoding="utf-8")
         shutil.copytree(infra.path, self.tf_dir)
         alloc = self.target.allocate(self.run_id, spec, self.work)
@@ -295,7 +305,7 @@ class Run:
         write_json(self.tf_dir / VAR_FILES[0], runtime)
 
     def base_env(self) -> dict[str, str]:
-        addrs = [n.address for n in self.nodes]
+        addrs = [n.peer for n in self.nodes]
         env = dict(self.target.session_env())
         env.update(dict(self.spec.run.env))
         if self.spec.container.enabled:  # the daemon preflight asked, on the nodes too
@@ -310,7 +320,7 @@ class Run:
         head = self.sessions[0]
         work = head.node.work_dir
         key = (self.work / "keys" / "client").read_text()
-        known = known_hosts(self.nodes)
+        known = known_hosts(self.nodes, peers=True)
         if ".ssh" not in head.sftp.listdir(work):
             head.sftp.mkdir(f"{work}/.ssh", 0o700)
         put_text(head, f"{work}/.ssh/id_ed25519", key, 0o600)
@@ -340,7 +350,8 @@ class Run:
         if spec.run.launcher == "ssh":
             if spec.container.enabled:
                 command = containers.wrap(self.container_run(env, mpi=False), command)
-            envs = [{**env, "COMPOSER_NODE_RANK": str(n.rank)} for n in self.nodes]
+            envs = [{**env, "COMPOSER_NODE_RANK": str(n.rank), "COMPOSER_NODE_ADDR": n.peer}
+                    for n in self.nodes]
             return launch.run_ssh(self.sessions, envs, command, streams, timeout,
                                   spec.run.fail_fast)
         head = self.nodes[0]
