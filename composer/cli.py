@@ -323,6 +323,25 @@ def diff(
         print(format_diff(data), end="")
 
 
+def _gc_target(name: str, region: str | None, yes: bool, as_json: bool, debug: bool) -> None:
+    """``gc --target``: the target's tagged resources whose run is over."""
+    from composer.gc import live_runs
+    from composer.targets import get_target
+
+    items = _call(lambda: get_target(name).garbage(region, live_runs(), yes), as_json, debug)
+    if as_json:
+        _emit({"target": name, "region": region, "resources": items})
+        return
+    if not items:
+        print(f"nothing to collect in {name} {region}")
+        return
+    for item in items:
+        outcome = f" -> {item['outcome']}" if "outcome" in item else ""
+        print(f"{item['kind']} {item['id']}  run={item['run_id']}  {item['reason']}{outcome}")
+    if not yes:
+        print(f"run composer gc --target {name} --region {region} --yes to remove them")
+
+
 @app.command()
 def gc(
     yes: Annotated[bool, typer.Option("--yes", help="destroy what is listed")] = False,
@@ -334,12 +353,21 @@ def gc(
         typer.Option("--runs-repo", help="runs repository (env COMPOSER_RUNS_REPO; "
                      "default: the one each run was started with)"),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="a cloud target (aws): list resources tagged with a "
+                     "run id whose run is over, in --region"),
+    ] = None,
+    region: Annotated[str | None, typer.Option("--region", help="with --target")] = None,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """List runs whose process is gone but whose nodes remain; --yes removes them."""
     from composer.gc import collect_garbage
 
+    if target not in (None, "local"):
+        _gc_target(target, region, yes, as_json, debug)
+        return
     report = _call(lambda: collect_garbage(yes, include_kept, runs_repo), as_json, debug)
     failed = [item for item in report if item.get("outcome") == "failed"]
     if as_json:

@@ -64,6 +64,22 @@ def scan(include_kept: bool = False) -> list[Leftover]:
     return found
 
 
+def live_runs() -> set[str]:
+    """Run ids whose composer process is alive on this machine."""
+    root = work_root()
+    live: set[str] = set()
+    if not root.is_dir():
+        return live
+    for run_dir in root.iterdir():
+        try:
+            state = RunState.load(run_dir)
+        except (OSError, ValueError, TypeError):
+            continue
+        if process_alive(state.pid):
+            live.add(state.run_id)
+    return live
+
+
 def collect_garbage(yes: bool, include_kept: bool = False,
                     runs_repo: str | None = None) -> list[dict[str, Any]]:
     """List leftovers; with ``yes`` also remove them, carrying on past a run that fails

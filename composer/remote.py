@@ -368,6 +368,7 @@ def wait_for_ssh(nodes: list[Node], key_path: Path, overall_timeout: float = 60.
 
     def attempt(node: Node) -> Session:
         last: Exception | None = None
+        tries = 0
         while time.monotonic() < deadline:
             session = Session(node, key_path, user)
             try:
@@ -377,7 +378,8 @@ def wait_for_ssh(nodes: list[Node], key_path: Path, overall_timeout: float = 60.
                 raise
             except (TimeoutError, OSError, paramiko.SSHException, EOFError) as exc:
                 last = exc
-                time.sleep(0.1)
+                tries += 1  # fast at first (a local sshd), then every 2 s (a booting VM)
+                time.sleep(min(2.0, 0.1 * 1.3 ** tries))
         raise SSHError(
             node.name, f"no SSH on {node.address}:{node.port} after {overall_timeout:.0f}s: {last}"
         )

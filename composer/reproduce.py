@@ -292,8 +292,9 @@ def reproduce(ref: str | None, opts: RunOptions, job: Path | None = None,
             found.update(verdict(recorded, spec, staged, result, drifts))
             write_json(staged / "reproduction.json", found)
 
+        pins = (recorded.lock.get("target") or {}).get("resolved") or {}
         replay = Replay(run_id, recorded.root / "infra", tuple(d.to_dict() for d in drifts),
-                        finalize)
+                        finalize, pins)
         outcome = Run(spec, replace(opts, engine=name), replay).execute()
     found.setdefault("verdict", "differs")
     code = VERDICT_EXIT[found["verdict"]]

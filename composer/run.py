@@ -93,6 +93,8 @@ class Replay:
     infra: Path
     drift: tuple[dict[str, Any], ...] = ()
     finalize: Callable[[Result, Path], None] | None = None
+    #: The target's pins as recorded (``lock.json`` target.resolved).
+    pins: dict[str, Any] = field(default_factory=dict)
 
 
 class Run:
@@ -114,7 +116,8 @@ class Run:
     # -- the run -------------------------------------------------------------
 
     def execute(self) -> RunOutcome:
-        self.pins = self.target.preflight(self.spec)
+        self.pins = self.target.preflight(
+            self.spec, self.replay.pins if self.replay is not None else None)
         self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.heartbeat_s = launch.heartbeat_interval(os.environ)
@@ -136,6 +139,8 @@ class Run:
             self.result.reproduces = self.replay.reproduces
             self.result.drift = list(self.replay.drift)
         self.log.say(f"run {self.run_id} ({spec_summary(self.spec)})")
+        for warning in self.pins.get("warnings") or ():
+            self.log.say(f"warning: {warning}")
         if self.image is not None and self.container_options is not None:
             opts = self.container_options.to_dict()
             daemon = f"{containers.daemon_text()}, " if self.image["runtime"] == "docker" else ""

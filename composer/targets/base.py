@@ -57,8 +57,10 @@ class Target(ABC):
     ssh_timeout: ClassVar[float] = 60.0
 
     @abstractmethod
-    def preflight(self, spec: Spec) -> dict[str, Any]:
-        """Check everything that can be checked without creating anything; return pins."""
+    def preflight(self, spec: Spec, pinned: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Check everything that can be checked without creating anything; return pins
+        (``warnings``: lines to print). ``pinned``: a recorded run's pins, to reproduce
+        that run exactly (the image it used, not what an alias names today)."""
 
     def tfvars(self, spec: Spec) -> dict[str, Any]:
         """The target's own spec values for ``terraform.tfvars.json``."""
@@ -85,4 +87,12 @@ class Target(ABC):
 
     def sweep(self, work_dir: Path) -> list[str]:
         """After destroy: stop what Terraform left; return what was stopped."""
+        return []
+
+    def garbage(self, region: str | None, live_runs: set[str],
+                remove: bool) -> list[dict[str, Any]]:
+        """``composer gc --target``: resources tagged with a run id whose run has no live
+        composer process here (``live_runs``) or whose expiry has passed; with ``remove``,
+        removed (each entry gains ``outcome``). Never an untagged resource. The local
+        target's leftovers are found from work dirs instead (``composer/gc.py``)."""
         return []

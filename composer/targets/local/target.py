@@ -208,7 +208,7 @@ class LocalTarget(Target):
     def port(self) -> int:
         return local_port()
 
-    def preflight(self, spec: Spec) -> dict[str, Any]:
+    def preflight(self, spec: Spec, pinned: dict[str, Any] | None = None) -> dict[str, Any]:
         self.check_host(spec.run.launcher)
         return {}
 

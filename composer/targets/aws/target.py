@@ -1,0 +1,131 @@
+"""The AWS target: what the run driver asks of it, answered with boto3 and the module.
+
+- ``preflight``: boto3 checks that create nothing (``preflight.py``); the pins
+  (account, AMI, zone, subnet, type) go into ``lock.json``. A reproduction asks
+  for the AMI the run recorded, not what an ``ssm:`` alias points at today.
+- ``tfvars`` / ``prepare``: the spec's values for the tree, and the run's var file
+  with the keys composer made (``render.py``); private host keys reach Terraform
+  only through that file in the run's work dir.
+- ``sweep``: after destroy, whatever is still tagged with the run id is removed
+  (``gc.py``), so a failed destroy leaves nothing running that composer knows of.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from composer.keys import generate_keypair
+from composer.targets.aws import render
+from composer.targets.aws.config import AwsSpec
+from composer.targets.base import Allocation, Target
+
+if TYPE_CHECKING:
+    from composer.spec import Spec
+
+#: Past max_duration, how long a node waits before powering itself off: time for
+#: composer to collect outputs and destroy the cluster the normal way.
+GRACE_MINUTES = 30
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def aws_config(spec: Spec) -> AwsSpec:
+    config = spec.target_config
+    assert isinstance(config, AwsSpec), "an aws spec carries its [aws] section"
+    return config
+
+
+def expiry(spec: Spec, now: float) -> int:
+    """Epoch second at which a node powers off (0: no limit): max_duration from now."""
+    limit = spec.limits.max_duration
+    return 0 if limit is None else int(now + limit)
+
+
+class AwsTarget(Target):
+    name = "aws"
+    modules = ("aws-cluster",)
+    max_nodes = 1000
+    # Boot, cloud-init and packages before sshd answers with the run's key.
+    ssh_timeout = 900.0
+
+    def preflight(self, spec: Spec, pinned: dict[str, Any] | None = None) -> dict[str, Any]:
+        from composer.targets.aws.preflight import preflight
+
+        config = aws_config(spec)
+        if pinned and pinned.get("ami_id"):
+            # The exact run: the AMI it used, whatever its alias resolves to now.
+            exact = replace(spec, target_config=replace(config, image=str(pinned["ami_id"])))
+            pins = preflight(exact)
+            pins["image"] = config.image
+            return pins
+        return preflight(spec)
+
+    def tfvars(self, spec: Spec) -> dict[str, Any]:
+        return render.tfvars(spec)
+
+    def prepare(self, run_id: str, spec: Spec, work_dir: Path, alloc: Allocation,
+                pins: dict[str, Any]) -> dict[str, Any]:
+        client_pub = generate_keypair(work_dir / "keys" / "client", f"composer-{run_id}")
+        host_keys = []
+        for rank in range(spec.cluster.nodes):
+            path = work_dir / "nodes" / f"node-{rank}" / "ssh_host_ed25519_key"
+            public = generate_keypair(path, f"node-{rank}")
+            host_keys.append({"private": path.read_text(), "public": public})
+        return render.run_vars(run_id, spec, pins, client_pub, host_keys,
+                               expiry(spec, time.time()))
+
+    def session_env(self) -> dict[str, str]:
+        return {"PATH": NODE_PATH}
+
+    def sweep(self, work_dir: Path) -> list[str]:
+        """Remove what is still tagged with the run's id in its region."""
+        from composer.targets.aws import gc
+        from composer.targets.aws.session import aws_session
+
+        region = _region_of(work_dir)
+        if region is None:
+            return []
+        session = aws_session(region)
+        left = gc.leftovers_of(session, region, work_dir.name)
+        if not left:
+            return []
+        gc.remove(session, left)
+        return [f"{item['kind']} {item['id']}" for item in left]
+
+
+    def garbage(self, region: str | None, live_runs: set[str],
+                remove: bool) -> list[dict[str, Any]]:
+        from composer.errors import UsageError
+        from composer.targets.aws import gc
+        from composer.targets.aws.session import aws_session
+
+        if not region:
+            raise UsageError("composer gc --target aws needs the region to look in",
+                             hint="add --region REGION (e.g. --region us-east-1)")
+        session = aws_session(region)
+        items = gc.scan(session, region, live_runs, datetime.now(UTC))
+        if remove and items:
+            gc.remove(session, items)
+            for item in items:
+                item["outcome"] = "removed"
+        return items
+
+
+def _region_of(work_dir: Path) -> str | None:
+    try:
+        data = json.loads((work_dir / "tf" / "terraform.tfvars.json").read_text())
+    except (OSError, ValueError):
+        return None
+    region = data.get("region")
+    return region if isinstance(region, str) else None
+
+
+def utc_text(epoch: int) -> str:
+    """RFC 3339 UTC for the ``composer:expires-at`` tag ("none" for no limit)."""
+    if not epoch:
+        return "none"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
