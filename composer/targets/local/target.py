@@ -298,6 +298,12 @@ class LocalTarget(Target):
     def session_env(self) -> dict[str, str]:
         return session_env()
 
+    def mpirun(self) -> str:
+        # The head node is this machine: the mpirun next to this interpreter.
+        from composer.launch import mpirun_path
+
+        return mpirun_path()
+
     def mpi_args(self) -> list[str]:
         # Every local node shares this machine's kernel and hostname, which the
         # node-aware collectives (han, sm) mistake for one node: they hang across
