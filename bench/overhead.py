@@ -131,7 +131,7 @@ def baseline(root: Path, job_dir: Path, nodes: int, port: int) -> float:
         }
         argv = launch.mpirun_argv(
             launch.mpirun_path(), str(hostfile), str(wrapper), nodes, list(env),
-            LocalTarget.mpi_args(), ["python", "hello.py"], as_root=cluster.user == "root",
+            LocalTarget().mpi_args(), ["python", "hello.py"], as_root=cluster.user == "root",
         )
         done = subprocess.run(
             cluster.ssh_argv(0, f"{launch.env_prefix(env)} {shlex.join(argv)}"),
