@@ -55,7 +55,7 @@ JOB = Section("job", "The job: its name and what it is for.", required=True, fie
 ))
 CLUSTER = Section("cluster", "The cluster to create: where, and how many nodes.", required=True,
                   fields=(
-    choice("target", _target_text, target_names, required=True),
+    choice("target", _target_text, lambda: tuple(registered_targets()), required=True),
     integer("nodes", _nodes_text, 1, most_nodes, required=True),
     integer("slots_per_node", "1–256; MPI slots per node", 1, 256, default=1),
     integer("gpus_per_node", "0–16", 0, 16, default=0),

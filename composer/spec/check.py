@@ -3,7 +3,7 @@ dotted path when it is wrong, and go on, so that every problem is found at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,28 +145,32 @@ class Checker:
             self.add(path, f"must be between 1 byte and 1TB, got {describe(value)}")
         return size
 
-    def strings(self, value: Any, path: str, what: str = "strings") -> list[tuple[str, str]]:
-        """``[(path[i], text), ...]`` of a non-empty array of distinct, non-empty strings;
-        items with problems are left out."""
+    def strings(
+        self, value: Any, path: str, what: str, rule: Callable[[str], str | None]
+    ) -> tuple[str, ...]:
+        """The items of a non-empty array of distinct, non-empty strings, each of which
+        ``rule`` finds no problem with (it returns the problem's message); items with
+        problems are left out."""
         if not isinstance(value, list):
             self.add(path, f"must be an array of {what}, got {describe(value)}")
-            return []
+            return ()
         if not value:
             self.add(path, f"must not be empty: give at least one of the {what}")
-            return []
-        items: list[tuple[str, str]] = []
+            return ()
         seen: dict[str, str] = {}
         for i, raw in enumerate(value):
             where = f"{path}[{i}]"
             text = self.string(raw, where, nonempty=True)
             if text is None:
                 continue
-            if text in seen:
+            problem = rule(text)
+            if problem is not None:
+                self.add(where, problem)
+            elif text in seen:
                 self.add(where, f"{quote(text)} is also listed at {seen[text]}")
-                continue
-            seen[text] = where
-            items.append((where, text))
-        return items
+            else:
+                seen[text] = where
+        return tuple(seen)
 
     def local_path(self, raw: str, path: str, directory: bool) -> Path | None:
         kind = "directory" if directory else "file"

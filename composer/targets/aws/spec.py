@@ -128,36 +128,30 @@ def _region(c: Checker, value: Any, path: str) -> str | None:
 
 
 def _zones(c: Checker, value: Any, path: str, region: str | None) -> tuple[str, ...]:
-    if value is MISSING:
-        return ()
-    zones = []
-    for where, zone in c.strings(value, path, "zone names"):
+    def rule(zone: str) -> str | None:
         if not re.fullmatch(REGION + f"({ZONE_SUFFIX})", zone):
-            c.add(where, f'must be a zone name such as "us-east-1a" (the region and a '
-                         f"letter), got {quote(zone)}")
-        elif region is not None and not (
+            return f'must be a zone name such as "us-east-1a" (the region and a letter), ' \
+                   f"got {quote(zone)}"
+        if region is not None and not (
             zone.startswith(region) and re.fullmatch(ZONE_SUFFIX, zone[len(region):])
         ):
-            c.add(where, f"zone {quote(zone)} is not in aws.region {quote(region)}; "
-                         f"the region's zones are {region}a, {region}b, ...")
-        else:
-            zones.append(zone)
-    return tuple(zones)
+            return (f"zone {quote(zone)} is not in aws.region {quote(region)}; "
+                    f"the region's zones are {region}a, {region}b, ...")
+        return None
+
+    return () if value is MISSING else c.strings(value, path, "zone names", rule)
 
 
 def _instance_types(c: Checker, value: Any, path: str) -> tuple[str, ...]:
-    if value is MISSING:
-        return ()
-    types = []
-    for where, name in c.strings(value, path, "instance types"):
+    def rule(name: str) -> str | None:
         if re.fullmatch(INSTANCE_TYPE, name):
-            types.append(name)
-            continue
+            return None
         close = name.strip().lower()
         hint = f'; did you mean "{close}"?' if re.fullmatch(INSTANCE_TYPE, close) else ""
-        c.add(where, 'must be an instance type such as "g5.12xlarge" (family.size), '
-                     f"got {quote(name)}{hint}")
-    return tuple(types)
+        return f'must be an instance type such as "g5.12xlarge" (family.size), got ' \
+               f"{quote(name)}{hint}"
+
+    return () if value is MISSING else c.strings(value, path, "instance types", rule)
 
 
 def _image(c: Checker, value: Any, path: str) -> str | None:
@@ -198,16 +192,7 @@ def _spot_price(c: Checker, value: Any, path: str, market: str | None) -> str | 
 
 
 def _cidrs(c: Checker, value: Any, path: str) -> tuple[str, ...]:
-    if value is MISSING:
-        return ()
-    cidrs = []
-    for where, text in c.strings(value, path, "CIDR blocks"):
-        problem = _cidr_problem(text)
-        if problem is None:
-            cidrs.append(text)
-        else:
-            c.add(where, problem)
-    return tuple(cidrs)
+    return () if value is MISSING else c.strings(value, path, "CIDR blocks", _cidr_problem)
 
 
 def _cidr_problem(text: str) -> str | None:
@@ -279,6 +264,6 @@ def expand_aws(config: AwsSpec) -> dict[str, Any]:
 AWS = Section(
     "aws", 'The AWS target\'s own section: required with cluster.target = "aws".',
     fields=FIELDS, target="aws", check=check_aws, expand=expand_aws,
-    extra={"dependentSchemas": {"max_spot_price": {
+    extra={"dependencies": {"max_spot_price": {
         "required": ["market"], "properties": {"market": {"const": "spot"}}}}},
 )
