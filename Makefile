@@ -3,13 +3,15 @@
 #   make test   lint and run every test (unit, golden, integration; containers with podman,
 #               and with docker against a private dockerd started for the run, stopped after)
 #   make image  build the container example's image into podman's local store (cached)
+#   make docs   regenerate docs/spec.md's field tables and composer.schema.json from the
+#               spec's field descriptions (composer/spec/); tests check both are current
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv sshd podman docker image train train-container clean
+.PHONY: demo test lint docs bench venv sshd podman docker image train train-container clean
 
 demo: venv sshd podman
 	$(BIN)/composer up examples/hello-mpi/job.toml
@@ -35,6 +37,10 @@ test: venv sshd podman docker lint
 	  if [ $$own = 1 ]; then trap 'images/dockerd.sh stop' EXIT; trap 'exit 130' INT TERM; fi; \
 	else echo "make test: no private dockerd started: the docker tests will skip" >&2; fi; \
 	$(BIN)/python -m pytest
+
+docs: venv
+	$(BIN)/python -m composer.spec.docs
+	$(BIN)/composer schema > composer.schema.json
 
 bench: venv sshd
 	$(BIN)/python -m bench

@@ -139,6 +139,14 @@ def validate(job: JobArg, as_json: JsonOpt = False, debug: DebugOpt = False) -> 
 
 
 @app.command()
+def schema() -> None:
+    """Print the job spec's JSON Schema (composer.schema.json), for editors that check TOML."""
+    from composer.spec.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
+@app.command()
 def render(
     job: JobArg,
     output: Annotated[

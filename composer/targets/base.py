@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from composer.spec import Spec
+    from composer.spec.fields import Section
 
 # Every key of one entry of a root module's ``nodes`` output (composer.remote.Node).
 NODE_KEYS = ("name", "rank", "address", "port", "user", "host_key", "work_dir", "slots")
@@ -55,6 +56,9 @@ class Target(ABC):
     max_nodes: ClassVar[int]
     #: Seconds to wait for every node's sshd after apply.
     ssh_timeout: ClassVar[float] = 60.0
+    #: The target's own spec section (``[aws]``: its fields and check), None without one.
+    #: The spec checker reads it from the class: no target is instantiated to check a spec.
+    section: ClassVar[Section | None] = None
 
     @abstractmethod
     def preflight(self, spec: Spec, pinned: dict[str, Any] | None = None) -> dict[str, Any]:

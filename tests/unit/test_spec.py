@@ -328,7 +328,7 @@ FIELD_CASES = [
     ("job", "name", 5, "job.name: must be a string, got integer 5"),
     ("job", "description", ["x"], "job.description: must be a string, got array"),
     ("cluster", "target", DELETE, "cluster.target: required"),
-    ("cluster", "target", "aws", "cluster.target: target 'aws' is not available yet; use 'local'"),
+    ("cluster", "target", "aws", "cluster.target: target 'aws' needs an [aws] section; add one"),
     ("cluster", "target", "gcp", "cluster.target: target 'gcp' is not available yet; use 'local'"),
     ("cluster", "target", "locl", "cluster.target: must be one of 'local', 'aws', 'gcp', got"),
     ("cluster", "target", 1, "cluster.target: must be a string, got integer 1"),
@@ -576,15 +576,16 @@ def test_field_problem(job_dir: Path, section: str, key: str, value: Any, expect
     assert problems[0].startswith(expected), problems
 
 
-def test_aws_target_allows_more_nodes_but_is_not_available(job_dir: Path) -> None:
+def test_aws_target_allows_more_nodes_and_needs_its_section(job_dir: Path) -> None:
     doc = valid_doc()
     doc["cluster"].update(target="aws", nodes=1000)
     assert problems_of(job_dir, doc) == [
-        "cluster.target: target 'aws' is not available yet; use 'local'"
+        "cluster.target: target 'aws' needs an [aws] section; add one "
+        "(required keys: region, instance_types, image, ssh_cidrs)"
     ]
     doc["cluster"]["nodes"] = 1001
-    assert problems_of(job_dir, doc)[1] == (
-        "cluster.nodes: must be at most 1000 for target 'aws', got 1001"
+    assert "cluster.nodes: must be at most 1000 for target 'aws', got 1001" in problems_of(
+        job_dir, doc
     )
 
 
@@ -728,7 +729,8 @@ def test_spec_without_reproduce_argument_gets_an_empty_one(job_dir: Path) -> Non
     assert Spec(**fields) == spec
     assert Spec(**fields).reproduce == ReproduceSpec()
     # Fields added later come last, with defaults, so positional callers keep working.
-    assert [f.name for f in dataclasses.fields(Spec)][-2:] == ["reproduce", "container"]
+    names = [f.name for f in dataclasses.fields(Spec)]
+    assert names[-3:] == ["reproduce", "container", "target_config"]
 
 
 def test_empty_reproduce_section(job_dir: Path) -> None:

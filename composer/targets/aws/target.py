@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from composer.keys import generate_keypair
-from composer.targets.aws import render
 from composer.targets.aws.config import AwsSpec
+from composer.targets.aws.spec import AWS
 from composer.targets.base import Allocation, Target
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class AwsTarget(Target):
     name = "aws"
     modules = ("aws-cluster",)
     max_nodes = 1000
+    section = AWS
     # Boot, cloud-init and packages before sshd answers with the run's key.
     ssh_timeout = 900.0
 
@@ -68,10 +69,14 @@ class AwsTarget(Target):
         return preflight(spec)
 
     def tfvars(self, spec: Spec) -> dict[str, Any]:
+        from composer.targets.aws import render
+
         return render.tfvars(spec)
 
     def prepare(self, run_id: str, spec: Spec, work_dir: Path, alloc: Allocation,
                 pins: dict[str, Any]) -> dict[str, Any]:
+        from composer.targets.aws import render
+
         client_pub = generate_keypair(work_dir / "keys" / "client", f"composer-{run_id}")
         host_keys = []
         for rank in range(spec.cluster.nodes):
