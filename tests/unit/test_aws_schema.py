@@ -50,9 +50,13 @@ def load_config(path: Path) -> dict[str, Any]:
 
 def expression_text(path: Path, attribute: dict[str, Any]) -> str:
     """The source text of an attribute's value (the loader gives byte ranges)."""
-    where = attribute["Expr"]["SrcRange"]
+    if "EqualsRange" in attribute:  # name = value: what follows the "="
+        where, start = attribute["SrcRange"], attribute["EqualsRange"]["End"]["Byte"]
+    else:
+        where = attribute["Expr"]["SrcRange"]
+        start = where["Start"]["Byte"]
     source = (path / Path(where["Filename"]).name).read_bytes()
-    return source[where["Start"]["Byte"] : where["End"]["Byte"]].decode()
+    return source[start : where["End"]["Byte"]].decode().strip()
 
 
 @dataclass(frozen=True)
