@@ -343,3 +343,80 @@ def test_rendered_tree_is_fmt_clean(engine: Engine, rendered: dict[str, Path],
     result = engine.run(["fmt", "-check", "-diff", "-no-color", "-recursive"],
                         cwd=rendered[case], check=False)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+
+# The module's variable checks and locals, evaluated by the embedded Terraform: they need
+# no provider, so variables.tf and main.tf's locals block are applied on their own.
+
+LOCALS_OUTPUTS = ("name", "work_dir", "spot", "cluster", "ssh_cidrs_ipv4", "ssh_cidrs_ipv6")
+
+
+def _module_inputs(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    _client, paths = _keys(tmp_path / "keys", 2)
+    values = {
+        "job_name": "aws-g5-spot-4", "run_id": "20260102-030405-abcdef", "node_count": 2,
+        "slots_per_node": 4, "ami_id": "ami-0fedcba9876543210",
+        "instance_type": "g5.12xlarge", "subnet_id": "subnet-0123abcd", "market": "spot",
+        "max_spot_price": None, "placement": "cluster", "efa": False, "root_volume_gb": 100,
+        "ssh_cidrs": ["198.51.100.7/32", "2001:db8:1234::/48", "10.0.0.0/8"],
+        "login_user": "ubuntu", "authorized_key": "ssh-ed25519 AAAAC3Nza client",
+        "host_keys": [aws_render.host_key_pair(p) for p in paths],
+        "expires_at_epoch": 1767323045, "packages": ["openmpi-bin"],
+    }
+    values.update(overrides)
+    return values
+
+
+def _apply_module_inputs(engine: Engine, tmp_path: Path, values: dict[str, Any]) -> Any:
+    module_dir = PROJECT_ROOT / "modules" / "aws-cluster"
+    work = tmp_path / "inputs"
+    work.mkdir()
+    shutil.copyfile(module_dir / "variables.tf", work / "variables.tf")
+    [local_block] = [b for b in blocks((module_dir / "main.tf").read_text())
+                     if b.kind == "locals"]
+    outputs = "".join(f'output "{n}" {{\n  value = local.{n}\n}}\n' for n in LOCALS_OUTPUTS)
+    (work / "main.tf").write_text(f"locals {{{local_block.body}}}\n{outputs}")
+    (work / "inputs.tfvars.json").write_text(json.dumps(values))
+    init = engine.run(["init", "-input=false", "-no-color"], cwd=work, check=False)
+    assert init.returncode == 0, init.stderr
+    return engine.run(["apply", "-auto-approve", "-input=false", "-no-color",
+                       "-var-file=inputs.tfvars.json"], cwd=work, check=False)
+
+
+@pytest.mark.integration
+def test_module_locals_split_cidrs_by_family(engine: Engine, tmp_path: Path) -> None:
+    result = _apply_module_inputs(engine, tmp_path, _module_inputs(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = engine.run(["output", "-json", "-no-color"], cwd=tmp_path / "inputs", check=False)
+    values = {k: v["value"] for k, v in json.loads(out.stdout).items()}
+    assert values == {
+        "name": "composer-aws-g5-spot-4-20260102-030405-abcdef",
+        "work_dir": "/opt/composer/20260102-030405-abcdef",
+        "spot": True,
+        "cluster": True,
+        "ssh_cidrs_ipv4": ["10.0.0.0/8", "198.51.100.7/32"],
+        "ssh_cidrs_ipv6": ["2001:db8:1234::/48"],
+    }
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"ssh_cidrs": []}, "ssh_cidrs must name at least one CIDR block"),
+        ({"ssh_cidrs": ["10.0.0.0/33"]}, "must be an IPv4 or IPv6 CIDR block"),
+        ({"market": "preemptible"}, 'market must be "on-demand" or "spot"'),
+        ({"placement": "spread"}, 'placement must be "cluster" or "none"'),
+        ({"node_count": 0}, "node_count must be a whole number of at least 1"),
+        ({"max_spot_price": "cheap"}, "max_spot_price must be a decimal number"),
+        ({"ami_id": "ubuntu"}, "ami_id must be an AMI id"),
+        ({"host_keys": [{"private": "x", "public": "ssh-rsa AAAA"}]},
+         "must be an OpenSSH ed25519 public key"),
+    ],
+    ids=["no-cidrs", "bad-cidr", "market", "placement", "nodes", "price", "ami", "host-key"],
+)
+def test_module_variables_refuse_bad_values(engine: Engine, tmp_path: Path,
+                                            override: dict[str, Any], message: str) -> None:
+    result = _apply_module_inputs(engine, tmp_path, _module_inputs(tmp_path, **override))
+    assert result.returncode != 0
+    assert message in " ".join((result.stdout + result.stderr).split()), result.stderr
