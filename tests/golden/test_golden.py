@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from composer.errors import UsageError
+from composer.errors import SpecError, UsageError
 from composer.hashing import tree_sha256
 from composer.modules import module_path, pin_module, pins_for_target, target_modules
 from composer.render import Infra, render
 from composer.spec import Spec, load_spec
+from composer.targets import get_target
 
 GOLDEN_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = GOLDEN_DIR.parent.parent
@@ -28,6 +29,28 @@ CASES = sorted(p.parent.name for p in GOLDEN_DIR.glob("*/job.toml"))
 EXAMPLES = sorted(PROJECT_ROOT.glob("examples/*/job.toml"))
 UNCOMPARED = ("modules", "modules.json")
 UPDATE = os.environ.get("COMPOSER_UPDATE_GOLDEN") == "1"
+AWS_CASES = ("aws-cpu-1", "aws-g5-spot-4", "aws-p4d-efa-16")
+AWS_PARSER_MISSING = "target 'aws' is not available"
+
+
+def _try_load(case: str) -> Spec | None:
+    """The case's spec; None for an AWS case while load_spec refuses aws specs.
+
+    TEMPORARY: until the [aws] spec parser is merged, the AWS cases' expected/ trees are
+    checked by tests/unit/test_aws_render.py from the same job.toml files."""
+    try:
+        return load_spec(GOLDEN_DIR / case / "job.toml")
+    except SpecError as exc:
+        if case in AWS_CASES and AWS_PARSER_MISSING in str(exc):
+            return None
+        raise
+
+
+def _load_case(case: str) -> Spec:
+    spec = _try_load(case)
+    if spec is None:
+        pytest.xfail("load_spec does not read [aws] yet (the AWS spec parser is not merged)")
+    return spec
 
 
 def _render(spec: Spec, out: Path) -> Infra:
@@ -93,13 +116,13 @@ def _check_vendored_modules(spec: Spec, out: Path) -> None:
 
 
 def test_cases_exist() -> None:
-    assert {"hello-mpi", "ssh-4-nodes", "nodes-256"} <= set(CASES)
+    assert {"hello-mpi", "ssh-4-nodes", "nodes-256", *AWS_CASES} <= set(CASES)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_golden_render(case: str, tmp_path: Path) -> None:
     case_dir = GOLDEN_DIR / case
-    spec = load_spec(case_dir / "job.toml")
+    spec = _load_case(case)
     out = tmp_path / "out"
     infra = _render(spec, out)
     assert infra.path == out
@@ -117,13 +140,14 @@ def test_golden_render(case: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_golden_tfvars_follow_spec(case: str) -> None:
-    spec = load_spec(GOLDEN_DIR / case / "job.toml")
+    spec = _load_case(case)
     tfvars = json.loads((GOLDEN_DIR / case / "expected" / "terraform.tfvars.json").read_text())
     assert tfvars == {
         "job_name": spec.job.name,
         "nodes": spec.cluster.nodes,
         "slots_per_node": spec.cluster.slots_per_node,
         "gpus_per_node": spec.cluster.gpus_per_node,
+        **get_target(spec.cluster.target).tfvars(spec),
     }
 
 
@@ -142,11 +166,9 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_different_specs_render_different_hashes(tmp_path: Path) -> None:
-    hashes = {
-        case: _render(load_spec(GOLDEN_DIR / case / "job.toml"), tmp_path / case).sha256
-        for case in CASES
-    }
-    assert len(set(hashes.values())) == len(CASES)
+    specs = {case: spec for case in CASES if (spec := _try_load(case)) is not None}
+    hashes = {case: _render(spec, tmp_path / case).sha256 for case, spec in specs.items()}
+    assert len(set(hashes.values())) == len(specs)
 
 
 def test_render_into_empty_existing_dir(tmp_path: Path) -> None:

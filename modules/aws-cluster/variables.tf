@@ -1,0 +1,175 @@
+# Conditions are written with functions (contains, can, regex, alltrue), not operators:
+# the embedded Terraform's config loader that the tests use cannot serialize operator
+# expressions (==, >=, !, &&, +), so a module holding one cannot be checked.
+
+variable "job_name" {
+  description = "Job name ([job] name); part of every resource's name."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,62}$", var.job_name))
+    error_message = "job_name must be lowercase letters, digits and '-', at most 63 characters."
+  }
+}
+
+variable "run_id" {
+  description = "Run id; part of every resource's name, and of each node's work directory."
+  type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]*$", var.run_id))
+    error_message = "run_id must be letters, digits, '.', '_' or '-'."
+  }
+}
+
+variable "node_count" {
+  description = "Number of instances (nodes)."
+  type        = number
+  validation {
+    condition     = can(regex("^[1-9][0-9]*$", tostring(var.node_count)))
+    error_message = "node_count must be a whole number of at least 1."
+  }
+}
+
+variable "slots_per_node" {
+  description = "MPI slots each node offers; reported in the inventory."
+  type        = number
+  default     = 1
+  validation {
+    condition     = can(regex("^[1-9][0-9]*$", tostring(var.slots_per_node)))
+    error_message = "slots_per_node must be a whole number of at least 1."
+  }
+}
+
+variable "ami_id" {
+  description = "The AMI every node boots, pinned at lock time (an ssm: image is resolved before render)."
+  type        = string
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]+$", var.ami_id))
+    error_message = "ami_id must be an AMI id (ami-<hex>)."
+  }
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of every node (the one preflight chose from the spec's instance_types)."
+  type        = string
+}
+
+variable "subnet_id" {
+  description = "Subnet every node is launched in; its VPC holds the security group, its zone the nodes."
+  type        = string
+  validation {
+    condition     = can(regex("^subnet-[0-9a-f]+$", var.subnet_id))
+    error_message = "subnet_id must be a subnet id (subnet-<hex>)."
+  }
+}
+
+variable "market" {
+  description = "\"on-demand\", or \"spot\" for one-time spot instances that terminate when interrupted."
+  type        = string
+  default     = "on-demand"
+  validation {
+    condition     = contains(["on-demand", "spot"], var.market)
+    error_message = "market must be \"on-demand\" or \"spot\"."
+  }
+}
+
+variable "max_spot_price" {
+  description = "Highest spot price in USD per instance-hour, as decimal text; null: the on-demand price."
+  type        = string
+  default     = null
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", coalesce(var.max_spot_price, "0")))
+    error_message = "max_spot_price must be a decimal number such as \"1.25\", or null."
+  }
+}
+
+variable "placement" {
+  description = "\"cluster\": every node in one cluster placement group (low-latency network); \"none\": no placement group."
+  type        = string
+  default     = "none"
+  validation {
+    condition     = contains(["cluster", "none"], var.placement)
+    error_message = "placement must be \"cluster\" or \"none\"."
+  }
+}
+
+variable "efa" {
+  description = "Give each node an Elastic Fabric Adapter as its primary network interface (the instance type must support EFA)."
+  type        = bool
+  default     = false
+}
+
+variable "root_volume_gb" {
+  description = "Size of each node's root volume (gp3, encrypted, deleted with the instance) in GiB."
+  type        = number
+  default     = 100
+  validation {
+    condition     = can(regex("^[1-9][0-9]*$", tostring(var.root_volume_gb)))
+    error_message = "root_volume_gb must be a whole number of at least 1."
+  }
+}
+
+variable "ssh_cidrs" {
+  description = "IPv4 and IPv6 CIDR blocks that may reach port 22; nothing else reaches the nodes from outside the group."
+  type        = list(string)
+  validation {
+    condition     = can(var.ssh_cidrs[0])
+    error_message = "ssh_cidrs must name at least one CIDR block."
+  }
+  validation {
+    condition     = alltrue([for cidr in var.ssh_cidrs : can(cidrhost(cidr, 0))])
+    error_message = "Every entry of ssh_cidrs must be an IPv4 or IPv6 CIDR block such as 203.0.113.0/24."
+  }
+}
+
+variable "login_user" {
+  description = "The image's login user; the boot step installs the authorized key for it and the node's work directory is its own."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_-]*$", var.login_user))
+    error_message = "login_user must be a POSIX user name."
+  }
+}
+
+variable "authorized_key" {
+  description = "Public key (OpenSSH format) of the run's client key; the only key the nodes accept."
+  type        = string
+}
+
+variable "host_keys" {
+  description = "Each node's host key pair, generated by composer, in rank order: {private (OpenSSH private key), public}. The boot step installs it, so clients pin the public half and never trust on first use."
+  type = list(object({
+    private = string
+    public  = string
+  }))
+  sensitive = true
+  validation {
+    condition     = alltrue([for key in var.host_keys : can(regex("^ssh-ed25519 [A-Za-z0-9+/=]+", key.public))])
+    error_message = "Every host key's public half must be an OpenSSH ed25519 public key."
+  }
+}
+
+variable "expires_at_epoch" {
+  description = "Unix time at which the run's max_duration ends; each node powers itself off (and so terminates) grace_minutes later. 0: no limit."
+  type        = number
+  default     = 0
+  validation {
+    condition     = can(regex("^[0-9]+$", tostring(var.expires_at_epoch)))
+    error_message = "expires_at_epoch must be a whole number of seconds (0 for no limit)."
+  }
+}
+
+variable "grace_minutes" {
+  description = "Minutes past expires_at_epoch before a node shuts itself down, so that composer's own teardown goes first."
+  type        = number
+  default     = 30
+  validation {
+    condition     = can(regex("^[0-9]+$", tostring(var.grace_minutes)))
+    error_message = "grace_minutes must be a whole number."
+  }
+}
+
+variable "packages" {
+  description = "OS packages the boot step installs on every node (for the launcher and the container runtime)."
+  type        = list(string)
+  default     = []
+}
