@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.errors import SpecError, UsageError
+from composer.errors import UsageError
 from composer.hashing import tree_sha256
 from composer.modules import module_path, pin_module, pins_for_target, target_modules
 from composer.render import Infra, render
@@ -30,27 +30,10 @@ EXAMPLES = sorted(PROJECT_ROOT.glob("examples/*/job.toml"))
 UNCOMPARED = ("modules", "modules.json")
 UPDATE = os.environ.get("COMPOSER_UPDATE_GOLDEN") == "1"
 AWS_CASES = ("aws-cpu-1", "aws-g5-spot-4", "aws-p4d-efa-16")
-AWS_PARSER_MISSING = "target 'aws' is not available"
-
-
-def _try_load(case: str) -> Spec | None:
-    """The case's spec; None for an AWS case while load_spec refuses aws specs.
-
-    TEMPORARY: until the [aws] spec parser is merged, the AWS cases' expected/ trees are
-    checked by tests/unit/test_aws_render.py from the same job.toml files."""
-    try:
-        return load_spec(GOLDEN_DIR / case / "job.toml")
-    except SpecError as exc:
-        if case in AWS_CASES and AWS_PARSER_MISSING in str(exc):
-            return None
-        raise
 
 
 def _load_case(case: str) -> Spec:
-    spec = _try_load(case)
-    if spec is None:
-        pytest.xfail("load_spec does not read [aws] yet (the AWS spec parser is not merged)")
-    return spec
+    return load_spec(GOLDEN_DIR / case / "job.toml")
 
 
 def _render(spec: Spec, out: Path) -> Infra:
@@ -166,7 +149,7 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_different_specs_render_different_hashes(tmp_path: Path) -> None:
-    specs = {case: spec for case in CASES if (spec := _try_load(case)) is not None}
+    specs = {case: _load_case(case) for case in CASES}
     hashes = {case: _render(spec, tmp_path / case).sha256 for case, spec in specs.items()}
     assert len(set(hashes.values())) == len(specs)
 

@@ -12,22 +12,19 @@ import json
 import os
 import re
 import shutil
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from composer.engine import Engine, make_engine
-from composer.errors import SpecError
 from composer.hashing import tree_sha256
 from composer.keys import generate_keypair
 from composer.modules import pins_for_target
 from composer.render import Infra, render
-from composer.spec import ContainerSpec, Spec, load_spec, parse_spec
+from composer.spec import ContainerSpec, Spec, load_spec
 from composer.targets import get_target
 from composer.targets.aws import render as aws_render
-from composer.targets.aws.config import AwsSpec
 from tests.unit.test_aws_schema import expression_text, load_config
 from tests.unit.test_modules_contract import blocks
 
@@ -55,38 +52,8 @@ PINS = {
 }
 
 
-def _aws_spec(table: dict[str, Any], nodes: int) -> AwsSpec:
-    """``[aws]`` as the spec checker gives it (lists as tuples, tags sorted, placement
-    "cluster" by default when nodes > 1)."""
-    fields = dict(table)
-    for key in ("instance_types", "ssh_cidrs", "zones"):
-        if key in fields:
-            fields[key] = tuple(fields[key])
-    fields["tags"] = tuple(sorted(fields.get("tags", {}).items()))
-    fields.setdefault("placement", "cluster" if nodes > 1 else "none")
-    return AwsSpec(**fields)
-
-
 def case_spec(case: str) -> Spec:
-    """The case's job.toml as a Spec. Until the [aws] parser is merged, load_spec refuses
-    aws specs: the rest of the file is then parsed as a local spec and the [aws] table
-    becomes the AwsSpec the checker would give (TEMPORARY bridge)."""
-    path = GOLDEN_DIR / case / "job.toml"
-    try:
-        return load_spec(path)
-    except SpecError:
-        pass
-    text = path.read_text()
-    table = tomllib.loads(text)
-    head, sep, _aws = text.partition("\n[aws]\n")
-    assert sep and not re.search(r"^\[", _aws, re.MULTILINE), f"{case}: [aws] must come last"
-    local = parse_spec(head.replace('target = "aws"', 'target = "local"'), path)
-    return dataclasses.replace(
-        local,
-        cluster=dataclasses.replace(local.cluster, target="aws"),
-        target_config=_aws_spec(table["aws"], local.cluster.nodes),
-        text=text,
-    )
+    return load_spec(GOLDEN_DIR / case / "job.toml")
 
 
 def _render(spec: Spec, out: Path) -> Infra:
