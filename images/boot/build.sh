@@ -48,5 +48,6 @@ if [ ! -s "$rootfs" ]; then
   mv "$CACHE/boot-partial.tar" "$rootfs"
 fi
 echo "podman import $rootfs -> $TAG"
+podman image rm "$TAG" >/dev/null 2>&1 || true  # the old build, unless a container holds it
 podman import --quiet --change "LABEL composer.build-hash=$hash" "$rootfs" "$TAG" >/dev/null
 echo "built $TAG in $(( $(date +%s) - start ))s"

@@ -8,6 +8,9 @@
 #      when composer is gone;
 #   3. sshd serving the installed ed25519 host key (started, or restarted when the key
 #      it serves is another one).
+# cloud-init's runcmd runs once per instance, and a scheduled shutdown does not survive a
+# reboot, so the step also installs itself, with these arguments, as a cloud-init per-boot
+# script: after a reboot the limit is scheduled again (at least a minute away when passed).
 # Safe to run again. Logs to /var/log/composer-boot.log; never prints key material.
 #
 #   composer-boot --run-id ID --user USER --work-dir DIR --expires-at-epoch SECONDS
@@ -56,6 +59,22 @@ case "$work_dir" in /?*) ;; *) die "--work-dir must be an absolute path: '$work_
 umask 022
 touch "$LOG" && chmod 0640 "$LOG"
 log "run $run_id: boot step starts"
+
+# 0. Again on every boot.
+quote() {
+  printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
+}
+hook=/var/lib/cloud/scripts/per-boot/composer-boot
+self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+mkdir -p "${hook%/*}"
+printf '%s\n' '#!/bin/sh' \
+  '# composer: the boot step again on every boot (the time limit survives a reboot).' \
+  "exec $(quote "$self") --run-id $(quote "$run_id") --user $(quote "$user") \\" \
+  "  --work-dir $(quote "$work_dir") --expires-at-epoch $expires --grace-minutes $grace" \
+  > "$hook.tmp"
+chmod 0755 "$hook.tmp"
+mv -f "$hook.tmp" "$hook"
+log "per-boot: $hook"
 
 # 1. The work dir.
 id "$user" >/dev/null 2>&1 || die "login user '$user' does not exist"
