@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.containers import probe
+from composer.containers import RuntimeOptions, probe
 from composer.engine import make_engine
 from composer.errors import SSHError
 from composer.keys import generate_keypair
@@ -150,6 +152,36 @@ def boot_image() -> str:
     return IMAGE
 
 
+def start_node(name: str, image: str, seed: Path, options: RuntimeOptions) -> int:
+    """Start the node's container; return the loopback port its sshd will answer on.
+
+    Port 22 is published on a free loopback port. Where podman cannot publish ports
+    (or ``COMPOSER_TEST_BOOT_NETWORK=host``), the container shares the host's network
+    and a config drop-in puts its sshd on a free loopback port instead.
+    """
+    argv = ["run", "-d", "--name", name, "-v", f"{seed}:{SEED}:ro"]
+    if options.oci_runtime:
+        argv += ["--runtime", options.oci_runtime]
+    for limit, soft, hard in options.ulimits:
+        argv += ["--ulimit", f"{limit}={soft}:{hard}"]
+    if os.environ.get("COMPOSER_TEST_BOOT_NETWORK") != "host":
+        started = subprocess.run(["podman", *argv, "-p", "127.0.0.1::22", image, "sleep",
+                                  "infinity"], capture_output=True, text=True, timeout=120,
+                                 check=False)
+        if started.returncode == 0:
+            address = podman("port", name, "22").strip().splitlines()[0]
+            return int(address.rsplit(":", 1)[1])
+        podman("rm", "-f", "-t", "0", name, check=False)
+    podman(*argv, "--network", "host", image, "sleep", "infinity")
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = int(probe_socket.getsockname()[1])
+    drop_in = f"Port {port}\nListenAddress 127.0.0.1\n"
+    put = in_node(name, f"printf '{drop_in}' > /etc/ssh/sshd_config.d/00-composer-test.conf")
+    assert put.returncode == 0, put.stderr
+    return port
+
+
 @pytest.fixture(scope="module")
 def node(boot_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
     """One container booted from the rendered user-data by cloud-init's own stages."""
@@ -165,11 +197,7 @@ def node(boot_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     (seed / "user-data").write_text(user_data)
     (seed / "meta-data").write_text("instance-id: i-composer-boot-test\nlocal-hostname: node-0\n")
     name = f"composer-boot-test-{tmp.name}"
-    argv = ["run", "-d", "--name", name, "-p", "127.0.0.1::22", "-v", f"{seed}:{SEED}:ro"]
-    if options.oci_runtime:
-        argv += ["--runtime", options.oci_runtime]
-    argv += [arg for n, soft, hard in options.ulimits for arg in ("--ulimit", f"{n}={soft}:{hard}")]
-    podman(*argv, boot_image, "sleep", "infinity")
+    port = start_node(name, boot_image, seed, options)
     try:
         # An sshd already up on the image's own keys of every type, as on an image whose
         # sshd starts before cloud-init: cloud-init deletes those keys, writes the pinned
@@ -180,9 +208,8 @@ def node(boot_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for stage in ("init", "modules --mode config", "modules --mode final"):
             done = in_node(name, f"cloud-init {stage}", timeout=300)
             assert done.returncode == 0, f"cloud-init {stage}: {done.stdout}{done.stderr}"
-        address = podman("port", name, "22").strip().splitlines()[0]
         expected = math.ceil((expires - booted_at) / 60 + GRACE)
-        yield Booted(name, int(address.rsplit(":", 1)[1]), keys, expires, expected, user_data)
+        yield Booted(name, port, keys, expires, expected, user_data)
     finally:
         podman("rm", "-f", "-t", "0", name, check=False)
 
