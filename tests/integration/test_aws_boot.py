@@ -336,3 +336,16 @@ def test_boot_step_again_restarts_an_sshd_on_another_key(node: Booted) -> None:
     log = boot_again(node, f"{STOP_SSHD} && {other}")
     assert "sshd serves another host key: restarting it" in log
     assert "no service manager; stopped sshd" in log
+
+
+def test_a_passed_limit_ends_the_node_in_a_minute_and_zero_means_none(node: Booted) -> None:
+    before = len(shutdown_minutes(node))
+    common = f"--run-id {RUN_ID} --user {SSH_USER} --work-dir {WORK_DIR}"
+    passed = in_node(node.name, "/usr/local/sbin/composer-boot "
+                     f"{common} --expires-at-epoch $(( $(date +%s) - 3600 )) --grace-minutes 5")
+    assert passed.returncode == 0, passed.stderr
+    assert shutdown_minutes(node)[before:] == [1]
+    none = in_node(node.name, f"/usr/local/sbin/composer-boot {common} --expires-at-epoch 0")
+    assert none.returncode == 0, none.stderr
+    assert "time limit: none" in none.stderr
+    assert len(shutdown_minutes(node)) == before + 1

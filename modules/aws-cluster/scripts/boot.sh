@@ -1,16 +1,16 @@
 #!/bin/sh
 # composer's boot step on one AWS node, run as root by cloud-init (runcmd) after the
 # node's host key and the run's client key are installed (modules/aws-cluster/BOOT.md):
-#   1. the run's work dir, 0700, owned by the login user;
-#   2. the provider-side time limit: `shutdown -h +N`, N = the minutes from now until
+#   1. the provider-side time limit: `shutdown -h +N`, N = the minutes from now until
 #      --expires-at-epoch plus --grace-minutes, rounded up, at least 1 (none when the
 #      epoch is 0); the instance's shutdown behaviour "terminate" then ends it even
 #      when composer is gone;
-#   3. sshd serving the installed ed25519 host key (started, or restarted when the key
+#   2. itself, with these arguments, as a cloud-init per-boot script: runcmd runs once
+#      per instance and a scheduled shutdown does not survive a reboot, so after a reboot
+#      the limit is scheduled again (at least a minute away when it has passed);
+#   3. the run's work dir, 0700, owned by the login user;
+#   4. sshd serving the installed ed25519 host key (started, or restarted when the key
 #      it serves is another one).
-# cloud-init's runcmd runs once per instance, and a scheduled shutdown does not survive a
-# reboot, so the step also installs itself, with these arguments, as a cloud-init per-boot
-# script: after a reboot the limit is scheduled again (at least a minute away when passed).
 # Safe to run again. Logs to /var/log/composer-boot.log; never prints key material.
 #
 #   composer-boot --run-id ID --user USER --work-dir DIR --expires-at-epoch SECONDS
@@ -60,7 +60,20 @@ umask 022
 touch "$LOG" && chmod 0640 "$LOG"
 log "run $run_id: boot step starts"
 
-# 0. Again on every boot.
+# 1. The time limit, first: whatever fails after it, the node still ends on time.
+if [ "$expires" -gt 0 ]; then
+  now=$(date +%s)
+  seconds=$((expires - now + grace * 60))
+  minutes=$(((seconds + 59) / 60))
+  [ "$minutes" -ge 1 ] || minutes=1
+  shutdown -h "+$minutes" "composer run $run_id: time limit reached" ||
+    die "shutdown -h +$minutes failed"
+  log "time limit: shutdown -h +$minutes (expires at epoch $expires, grace $grace min)"
+else
+  log "time limit: none (expires-at-epoch 0)"
+fi
+
+# 2. Again on every boot.
 quote() {
   printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
 }
@@ -76,7 +89,7 @@ chmod 0755 "$hook.tmp"
 mv -f "$hook.tmp" "$hook"
 log "per-boot: $hook"
 
-# 1. The work dir.
+# 3. The work dir.
 id "$user" >/dev/null 2>&1 || die "login user '$user' does not exist"
 group=$(id -gn "$user")
 mkdir -p "$work_dir"
@@ -84,20 +97,7 @@ chown "$user:$group" "$work_dir"
 chmod 0700 "$work_dir"
 log "work dir $work_dir (0700, $user:$group)"
 
-# 2. The time limit.
-if [ "$expires" -gt 0 ]; then
-  now=$(date +%s)
-  seconds=$((expires - now + grace * 60))
-  minutes=$(((seconds + 59) / 60))
-  [ "$minutes" -ge 1 ] || minutes=1
-  shutdown -h "+$minutes" "composer run $run_id: time limit reached" ||
-    die "shutdown -h +$minutes failed"
-  log "time limit: shutdown -h +$minutes (expires at epoch $expires, grace $grace min)"
-else
-  log "time limit: none (expires-at-epoch 0)"
-fi
-
-# 3. sshd on the installed host key.
+# 4. sshd on the installed host key.
 [ -s "$HOST_KEY" ] && [ -s "$HOST_KEY.pub" ] || die "no host key at $HOST_KEY"
 chmod 0600 "$HOST_KEY"
 mkdir -p /run/sshd  # sshd -t and sshd itself need it; systemd makes it only while sshd runs
