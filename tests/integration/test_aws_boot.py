@@ -91,7 +91,7 @@ class Booted:
     port: int
     keys: Keys
     expires_at_epoch: int
-    #: The minutes ``shutdown -h +N`` should get when the boot step ran at ``booted_at``.
+    #: The minutes ``shutdown -h +N`` should get, counted from just before cloud-init ran.
     expected_minutes: int
     user_data: str
 
