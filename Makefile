@@ -5,13 +5,14 @@
 #   make image  build the container example's image into podman's local store (cached)
 #   make docs   regenerate docs/spec.md's field tables and composer.schema.json from the
 #               spec's field descriptions (composer/spec/); tests check both are current
+#   make boot-image  build the AWS boot test's image (cloud-init + sshd; cached)
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint docs bench venv sshd podman docker image train train-container schemas clean
+.PHONY: demo test lint docs bench venv sshd podman docker image boot-image train train-container schemas clean
 
 demo: venv sshd podman
 	$(BIN)/composer up examples/hello-mpi/job.toml
@@ -26,11 +27,17 @@ train-container: venv sshd image
 image: podman
 	images/build.sh
 
+# The AWS boot test's image (tests/integration/test_aws_boot.py): Debian's cloud-init and
+# sshd, from mmdebstrap; images/boot/build.sh skips the build when it is up to date.
+boot-image: podman
+	@if command -v podman >/dev/null && command -v mmdebstrap >/dev/null; then images/boot/build.sh; \
+	else echo "no podman or mmdebstrap: the AWS boot test will skip" >&2; fi
+
 # The docker tests use a private dockerd (images/dockerd.sh: own data root under
 # .cache/dockerd, own socket, no iptables/bridge), stopped by its pid when pytest ends;
 # one already running for this checkout is used and left running. When none can start,
 # the docker tests skip and say why.
-test: venv sshd podman docker lint
+test: venv sshd podman docker boot-image lint
 	@if images/dockerd.sh status >/dev/null 2>&1; then own=0; else own=1; fi; \
 	if line=$$(images/dockerd.sh start); then \
 	  export COMPOSER_TEST_DOCKER_HOST="$${line#DOCKER_HOST=}"; \
