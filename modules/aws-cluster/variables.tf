@@ -173,3 +173,9 @@ variable "packages" {
   type        = list(string)
   default     = []
 }
+
+variable "pip_packages" {
+  description = "Python packages, pinned, installed into /opt/composer/venv after the boot step (the mpi launcher's Open MPI 5 and mpi4py)."
+  type        = list(string)
+  default     = []
+}

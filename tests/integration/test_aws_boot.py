@@ -30,6 +30,7 @@ from composer.engine import make_engine
 from composer.errors import SSHError
 from composer.keys import generate_keypair
 from composer.remote import Node, Session, wait_for_ssh
+from composer.targets.aws.render import LAUNCHER_PIP
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -57,6 +58,7 @@ variable "work_dir" { type = string }
 variable "expires_at_epoch" { type = number }
 variable "grace_minutes" { type = number }
 variable "packages" { type = list(string) }
+variable "pip_packages" { type = list(string) }
 
 output "user_data" {
   sensitive = true
@@ -70,6 +72,7 @@ output "user_data" {
     expires_at_epoch = var.expires_at_epoch
     grace_minutes    = var.grace_minutes
     packages         = var.packages
+    pip_packages     = var.pip_packages
     boot_script      = file("${path.module}/scripts/boot.sh")
   })
 }
@@ -131,12 +134,13 @@ def make_keys(directory: Path) -> Keys:
                 client_public)
 
 
-def values_for(keys: Keys, expires_at_epoch: int, packages: list[str]) -> dict[str, object]:
+def values_for(keys: Keys, expires_at_epoch: int, packages: list[str],
+               pip_packages: tuple[str, ...] = ()) -> dict[str, object]:
     return {
         "host_key_private": keys.host_private, "host_key_public": keys.host_public,
         "authorized_key": keys.client_public, "ssh_user": SSH_USER, "run_id": RUN_ID,
         "work_dir": WORK_DIR, "expires_at_epoch": expires_at_epoch, "grace_minutes": GRACE,
-        "packages": packages,
+        "packages": packages, "pip_packages": list(pip_packages),
     }
 
 
@@ -233,11 +237,14 @@ def shutdown_minutes(booted: Booted) -> list[int]:
 def test_user_data_passes_cloud_init_schema(node: Booted, tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("COMPOSER_HOME", str(tmp_path / "home"))
-        with_packages = render(tmp_path / "tf", values_for(node.keys, 0, ["htop", "jq"]))
+        with_packages = render(tmp_path / "tf", values_for(node.keys, 0, ["htop", "jq"],
+                                                                   LAUNCHER_PIP["mpi"]))
     assert with_packages.startswith("#cloud-config\n")
     # EC2 refuses user-data over 16 KiB (before base64).
     assert len(with_packages.encode()) < 16 * 1024
     assert '"packages":' in with_packages and '"packages":' not in node.user_data
+    assert "/opt/composer/venv/bin/pip" in with_packages
+    assert "/opt/composer/venv" not in node.user_data
     broken = node.user_data.replace('"ssh_deletekeys": true', '"ssh_deletekeys": 7')
     assert broken != node.user_data
     for name, text in (("boot", node.user_data), ("packages", with_packages),

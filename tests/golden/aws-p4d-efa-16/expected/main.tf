@@ -34,4 +34,5 @@ module "cluster" {
   host_keys        = var.host_keys
   expires_at_epoch = var.expires_at_epoch
   packages         = var.packages
+  pip_packages     = var.pip_packages
 }
