@@ -176,9 +176,11 @@ class _Preflight:
         chosen_type, zone, subnet, vpc = self.network(types, candidates, offered)
         if chosen_type is not None:
             self.check_quota(types[chosen_type])
+        if not self.problems and (image is None or chosen_type is None):
+            self.problem("aws.instance_types", "no instance type and zone can be chosen")
         if self.problems:
             raise AwsPreflightError(self.problems, self.hints)
-        assert image is not None and chosen_type is not None
+        assert image is not None
         return {
             "account_id": account, "region": self.aws.region, "image": self.aws.image,
             "ami_id": image.ami_id, "architecture": image.architecture,
@@ -322,14 +324,17 @@ class _Preflight:
                     subnet, vpc = subnets[zone]
                     return name, zone, subnet, vpc
         usable = [name for name in types if offered.get(name, set()) & set(zones)]
-        if subnets and usable:  # else the offerings' problems already say why
-            where = "the zone of aws.subnet_id" if self.aws.subnet_id else \
-                "a candidate zone with a default subnet"
+        if self.aws.subnet_id and subnets and types:
+            self.problem("aws.subnet_id",
+                         f"{self.aws.subnet_id} is in {zones[0]}, where none of "
+                         f"{', '.join(types)} is offered",
+                         "choose a subnet in a zone offering the types, or other types")
+        elif subnets and usable:  # else the offerings' problems already say why
             self.problem("aws.instance_types",
-                         f"none of {', '.join(types)} is offered in {where} "
-                         f"(subnets in {', '.join(sorted(subnets))}; candidate zones "
-                         f"{', '.join(zones)})",
-                         "choose types offered there, or another aws.subnet_id / aws.zones")
+                         f"none of {', '.join(types)} is offered in a candidate zone with a "
+                         f"default subnet (candidate zones {', '.join(zones)}; default "
+                         f"subnets in {', '.join(sorted(subnets))})",
+                         "choose types offered there, or set aws.zones / aws.subnet_id")
         return None, "", "", ""
 
     def given_subnet(self, subnet_id: str, candidates: list[str]) -> dict[str, tuple[str, str]]:
