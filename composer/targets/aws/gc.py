@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from composer.errors import ComposerError
-from composer.targets.aws.session import calling, client, describe, error_code
+from composer.targets.aws.session import calling, client, describe, error_code, other_errors
 
 RUN_TAG = "composer:run-id"
 JOB_TAG = "composer:job"
@@ -237,7 +237,7 @@ def _remove_placement_groups(ec2: Any, region: str, items: list[dict[str, Any]],
 def _retrying(call: Callable[[], Any], operation: str, deadline: float) -> str | None:
     """Run ``call``; while AWS answers that something still uses the resource (instances
     shutting down), try again until ``deadline``. The error text, or None when done."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError
 
     while True:
         try:
@@ -252,5 +252,5 @@ def _retrying(call: Callable[[], Any], operation: str, deadline: float) -> str |
                 time.sleep(WAIT_DELAY_S)
                 continue
             return f"ec2 {operation}: {describe(exc)}"
-        except BotoCoreError as exc:
+        except other_errors() as exc:
             return f"ec2 {operation}: {describe(exc)}"

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from composer.errors import PreflightError
-from composer.targets.aws.session import client, describe, error_code, translate
+from composer.targets.aws.session import (
+    client,
+    describe,
+    error_code,
+    other_errors,
+    translate,
+)
 
 FIELD = "aws.image"
 SSM_PREFIX = "ssm:"
@@ -89,7 +95,7 @@ def login_user_for(name: str, owner: str, platform: str = "") -> str | None:
 
 
 def _from_parameter(session: Any, region: str, path: str) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError
 
     if not path:
         raise PreflightError(f"{FIELD}: 'ssm:' needs a parameter path after it",
@@ -106,7 +112,7 @@ def _from_parameter(session: Any, region: str, path: str) -> str:
                      "or write an AMI id",
             ) from None
         raise _failed(exc, "GetParameter") from exc
-    except BotoCoreError as exc:
+    except other_errors() as exc:
         raise _failed(exc, "GetParameter") from exc
     if not AMI_ID.fullmatch(value):
         raise PreflightError(
@@ -117,7 +123,7 @@ def _from_parameter(session: Any, region: str, path: str) -> str:
 
 
 def _describe(session: Any, region: str, ami_id: str, written: str) -> dict[str, Any]:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError
 
     ec2 = client(session, "ec2", region)
     via = f" (from '{written}')" if written != ami_id else ""
@@ -131,7 +137,7 @@ def _describe(session: Any, region: str, ami_id: str, written: str) -> dict[str,
         if error_code(exc).startswith("InvalidAMIID"):
             raise not_found from None
         raise _failed(exc, "DescribeImages") from exc
-    except BotoCoreError as exc:
+    except other_errors() as exc:
         raise _failed(exc, "DescribeImages") from exc
     if not images:
         raise not_found

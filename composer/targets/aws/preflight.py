@@ -29,6 +29,7 @@ from composer.targets.aws.session import (
     error_code,
     import_boto3,
     make_session,
+    other_errors,
     translate,
 )
 
@@ -338,7 +339,7 @@ class _Preflight:
         return None, "", "", ""
 
     def given_subnet(self, subnet_id: str, candidates: list[str]) -> dict[str, tuple[str, str]]:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
         try:
             found = self.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
@@ -346,7 +347,7 @@ class _Preflight:
             if not error_code(exc).startswith("InvalidSubnetID"):
                 raise translate(exc, "ec2", "DescribeSubnets", PreflightError) from exc
             found = []
-        except BotoCoreError as exc:
+        except other_errors() as exc:
             raise translate(exc, "ec2", "DescribeSubnets", PreflightError) from exc
         if not found:
             self.problem("aws.subnet_id", f"subnet '{subnet_id}' not found in "
@@ -411,13 +412,13 @@ class _Preflight:
 
     def read_quota(self, code: str, need: int) -> float | None:
         """The quota's value, or None (and a warning) when it cannot be read."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
         try:
             quotas = client(self.session, "service-quotas", self.aws.region)
             answer = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)
             return float(answer["Quota"]["Value"])
-        except (BotoCoreError, ClientError, PreflightError, KeyError) as exc:
+        except (ClientError, PreflightError, KeyError, *other_errors()) as exc:
             reason = describe(exc) if not isinstance(exc, KeyError) else "no value"
             self.warnings.append(f"could not read the vCPU quota {code} in {self.aws.region} "
                                  f"({reason}): make sure it covers {need} vCPUs")

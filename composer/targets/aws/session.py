@@ -61,6 +61,15 @@ def account_id(session: Any, region: str) -> str:
         return str(sts.get_caller_identity()["Account"])
 
 
+def other_errors() -> tuple[type[Exception], ...]:
+    """botocore's failures other than ``ClientError`` (an AWS answer with an error code):
+    its own errors, and an answer it cannot parse (a proxy's or a fake's error page)."""
+    from botocore.exceptions import BotoCoreError
+    from botocore.parsers import ResponseParserError
+
+    return (BotoCoreError, ResponseParserError)
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a ``ClientError`` ("" for other errors)."""
     response = getattr(exc, "response", None)
@@ -76,7 +85,9 @@ def describe(exc: BaseException) -> str:
         code = response["Error"].get("Code", "")
         message = response["Error"].get("Message", "")
         return f"{code}: {message}" if code and message else (code or message or str(exc))
-    return str(exc) or type(exc).__name__
+    text = str(exc).strip()
+    # One line: some errors (an unparsable answer) carry a whole HTML page.
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def is_credentials_error(exc: BaseException) -> bool:
@@ -108,9 +119,9 @@ def translate(exc: BaseException, service: str, operation: str,
 def calling(service: str, operation: str,
             error: type[ComposerError] = ComposerError) -> Iterator[None]:
     """Turn any botocore error raised inside into a composer error (``error`` class)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError
 
     try:
         yield
-    except (BotoCoreError, ClientError) as exc:
+    except (ClientError, *other_errors()) as exc:
         raise translate(exc, service, operation, error) from exc
