@@ -2,13 +2,15 @@
 
 ``aws_spec`` is the one place these tests build a ``Spec``. ``StubbedSession``
 wraps a real boto3 session and hands out Stubber-backed clients for the services
-(or operations) moto lacks: service-quotas for ec2, placement groups.
+moto lacks (service-quotas for ec2); ``FakePlacementGroups`` answers the placement
+group calls moto does not implement, inside a moto session.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -98,3 +100,29 @@ def stubbed_client(session: Any, service: str) -> tuple[Any, Any]:
 
     made = session.client(service, region_name=REGION)
     return made, Stubber(made)
+
+
+class FakePlacementGroups:
+    """DescribePlacementGroups / DeletePlacementGroup answered in-process (moto lacks
+    them); it records the order of the destructive calls it sees."""
+
+    def __init__(self, session: Any, groups: list[dict[str, Any]]) -> None:
+        self.groups = groups
+        self.calls: list[str] = []
+        events = session.events
+        events.register("before-call.ec2.DescribePlacementGroups", self.describe)
+        events.register("before-call.ec2.DeletePlacementGroup", self.delete)
+        for operation in ("TerminateInstances", "DeleteSecurityGroup"):
+            events.register(f"before-call.ec2.{operation}", self.record)
+
+    def record(self, model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
+
+    def describe(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        return SimpleNamespace(status_code=200, headers={}), {"PlacementGroups": self.groups}
+
+    def delete(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        name = params["body"]["GroupName"]
+        self.calls.append(f"DeletePlacementGroup {name}")
+        self.groups = [g for g in self.groups if g["GroupName"] != name]
+        return SimpleNamespace(status_code=200, headers={}), {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from composer.targets.aws import gc
 from tests.unit.aws_fakes import (
     REGION,
+    FakePlacementGroups,
     StubbedSession,
     aws_env,  # noqa: F401 - fixture
     stubbed_client,
@@ -31,32 +31,6 @@ def tags(run_id: str | None, expires: str = "none", **extra: str) -> list[dict[s
     found = {gc.RUN_TAG: run_id, gc.JOB_TAG: "demo", gc.EXPIRES_TAG: expires} if run_id else {}
     found.update(extra)
     return [{"Key": k, "Value": v} for k, v in found.items()]
-
-
-class FakePlacementGroups:
-    """DescribePlacementGroups / DeletePlacementGroup answered in-process (moto lacks
-    them); it records the order of the destructive calls it sees."""
-
-    def __init__(self, session: Any, groups: list[dict[str, Any]]) -> None:
-        self.groups = groups
-        self.calls: list[str] = []
-        events = session.events
-        events.register("before-call.ec2.DescribePlacementGroups", self.describe)
-        events.register("before-call.ec2.DeletePlacementGroup", self.delete)
-        for operation in ("TerminateInstances", "DeleteSecurityGroup"):
-            events.register(f"before-call.ec2.{operation}", self.record)
-
-    def record(self, model: Any, **_: Any) -> None:
-        self.calls.append(model.name)
-
-    def describe(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
-        return SimpleNamespace(status_code=200, headers={}), {"PlacementGroups": self.groups}
-
-    def delete(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
-        name = params["body"]["GroupName"]
-        self.calls.append(f"DeletePlacementGroup {name}")
-        self.groups = [g for g in self.groups if g["GroupName"] != name]
-        return SimpleNamespace(status_code=200, headers={}), {}
 
 
 @pytest.fixture

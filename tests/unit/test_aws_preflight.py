@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from composer.errors import ExitCode, PreflightError
+from composer.targets.aws import gc
 from composer.targets.aws.preflight import (
     AwsPreflightError,
     preflight,
     quota_code,
 )
 from composer.targets.aws.session import translate
+from tests.conftest import ROOT
 from tests.unit.aws_fakes import (
     ACCOUNT,
     REGION,
+    FakePlacementGroups,
     StubbedSession,
     aws_env,  # noqa: F401 - fixture
     aws_spec,
@@ -384,3 +389,43 @@ def test_a_failing_quotas_client_is_a_warning(session: Any) -> None:
 def test_quota_codes(instance_type: str, market: str, expected: Any) -> None:
     assert quota_code(instance_type, market) == expected
 
+
+
+# -- the documented IAM policy covers every call ------------------------------------------
+
+
+def policy_actions() -> set[str]:
+    text = (ROOT / "docs" / "targets" / "aws.md").read_text()
+    block = text.split("## IAM policy", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    actions: set[str] = set()
+    for statement in json.loads(block)["Statement"]:
+        action = statement["Action"]
+        actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+def test_every_call_of_preflight_and_gc_is_in_the_iam_policy(session: Any) -> None:
+    calls: set[str] = set()
+
+    def record(model: Any, **_: Any) -> None:
+        calls.add(f"{model.service_model.signing_name}:{model.name}")
+
+    session.events.register("before-parameter-build", record)
+    pgs = FakePlacementGroups(session, [{"GroupName": "composer-r1", "GroupId": "pg-01",
+                                         "Tags": [{"Key": gc.RUN_TAG, "Value": "r1"}]}])
+    alias = "ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    preflight(aws_spec(image=alias), quota(session, 32.0)[0])
+    ec2 = session.client("ec2", region_name=REGION)
+    tag = [{"ResourceType": kind, "Tags": [{"Key": gc.RUN_TAG, "Value": "r1"}]}
+           for kind in ("instance", "security-group")]
+    ec2.run_instances(ImageId=AMAZON_LINUX_2017, InstanceType="t3.micro", MinCount=1,
+                      MaxCount=1, TagSpecifications=tag[:1])
+    ec2.create_security_group(GroupName="composer-r1", Description="x", TagSpecifications=tag[1:])
+    found = gc.scan(session, REGION, set(), datetime.now(UTC))
+    assert {i["kind"] for i in found} == {"instance", "security-group", "placement-group"}
+    assert all(i["removed"] for i in gc.remove(session, found, timeout=30))
+    assert pgs.calls[-1] == "DeletePlacementGroup composer-r1"
+    made_by_test = {"ec2:RunInstances", "ec2:CreateSecurityGroup"}
+    assert (calls - made_by_test) - policy_actions() == set()
+    assert {"sts:GetCallerIdentity", "ssm:GetParameter", "servicequotas:GetServiceQuota",
+            "ec2:TerminateInstances", "ec2:DeletePlacementGroup"} <= calls
