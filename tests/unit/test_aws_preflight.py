@@ -180,6 +180,27 @@ def test_unknown_region(session: Any, region: str, message: str) -> None:
     assert caught.value.message == message
 
 
+def test_a_region_not_enabled_for_the_account(session: Any) -> None:
+    with pytest.raises(PreflightError) as caught:
+        preflight(aws_spec(region="ap-east-1"), session)
+    assert caught.value.message == \
+        "aws.region: region 'ap-east-1' is not enabled for this account"
+
+
+def test_sts_refusing_a_disabled_region_is_asked_again_in_us_east_1(session: Any) -> None:
+    sts, stub = stubbed_client(session, "sts")
+    stub.add_client_error("get_caller_identity", service_error_code="InvalidClientTokenId",
+                          service_message="The security token included in the request is "
+                                          "invalid", http_status_code=403)
+    stub.add_response("get_caller_identity", {"Account": ACCOUNT, "UserId": "x",
+                                              "Arn": f"arn:aws:iam::{ACCOUNT}:user/x"})
+    stub.activate()
+    with pytest.raises(PreflightError) as caught:
+        preflight(aws_spec(region="ap-east-1"), StubbedSession(session, {"sts": sts}))
+    assert caught.value.message.startswith("aws.region: region 'ap-east-1' is not enabled")
+    stub.assert_no_pending_responses()
+
+
 # -- instance types and zones -------------------------------------------------------------
 
 

@@ -22,12 +22,16 @@ from typing import TYPE_CHECKING, Any
 from composer.errors import PreflightError, Problem
 from composer.targets.aws.images import Image, resolve_image
 from composer.targets.aws.session import (
+    FALLBACK_REGION,
     account_id,
     calling,
     client,
     describe,
     error_code,
+    home_region,
     import_boto3,
+    is_credentials_error,
+    known_regions,
     make_session,
     other_errors,
     translate,
@@ -127,17 +131,19 @@ def preflight(spec: Spec, session: Any = None) -> dict[str, Any]:
 
 def check_region(session: Any, region: str) -> None:
     """``PreflightError`` naming ``aws.region`` unless the account can use ``region``."""
-    known: set[str] = set()
-    for partition in session.get_available_partitions():
-        known.update(session.get_available_regions("ec2", partition_name=partition))
-    # A region botocore does not know yet is looked up from the main commercial region.
-    asked = region if region in known else "us-east-1"
-    ec2 = client(session, "ec2", asked)
+    from botocore.exceptions import ClientError
+
+    home = home_region(session, region)
     with calling("ec2", "DescribeRegions", error=PreflightError):
-        regions = {r["RegionName"]: r for r in
-                   ec2.describe_regions(AllRegions=True).get("Regions", [])}
+        try:
+            regions = _regions(session, home)
+        except ClientError as exc:  # a disabled opt-in region's endpoint refuses the call
+            if home == FALLBACK_REGION or not is_credentials_error(exc):
+                raise
+            regions = _regions(session, FALLBACK_REGION)
     if region not in regions:
-        close = difflib.get_close_matches(region, sorted(set(regions) | known), n=1)
+        choices = sorted(set(regions) | known_regions(session))
+        close = difflib.get_close_matches(region, choices, n=1)
         suggestion = f"; did you mean '{close[0]}'?" if close else ""
         raise PreflightError(f"aws.region: unknown region '{region}'{suggestion}",
                              hint="aws ec2 describe-regions lists the regions of the account")
@@ -146,6 +152,11 @@ def check_region(session: Any, region: str) -> None:
             f"aws.region: region '{region}' is not enabled for this account",
             hint="enable it (AWS console: Account > AWS Regions) or choose another region",
         )
+
+
+def _regions(session: Any, asked: str) -> dict[str, dict[str, Any]]:
+    answer = client(session, "ec2", asked).describe_regions(AllRegions=True)
+    return {r["RegionName"]: r for r in answer.get("Regions", [])}
 
 
 @dataclass

@@ -25,6 +25,7 @@ CREDENTIALS_HINT = (
 )
 # Standard retry mode: throttling and 5xx answers are retried, a few times, with backoff.
 RETRIES = {"mode": "standard", "max_attempts": 4}
+FALLBACK_REGION = "us-east-1"
 
 
 def import_boto3() -> ModuleType:
@@ -54,11 +55,38 @@ def client(session: Any, service: str, region: str) -> Any:
         return session.client(service, region_name=region, config=config)
 
 
+def known_regions(session: Any) -> set[str]:
+    """The regions botocore knows of, in every partition (no call made)."""
+    known: set[str] = set()
+    for partition in session.get_available_partitions():
+        known.update(session.get_available_regions("ec2", partition_name=partition))
+    return known
+
+
+def home_region(session: Any, region: str) -> str:
+    """Where to ask about ``region``: itself when botocore knows it, else us-east-1
+    (a typo has no endpoint; a region newer than botocore is listed there)."""
+    return region if region in known_regions(session) else FALLBACK_REGION
+
+
 def account_id(session: Any, region: str) -> str:
-    """The account the credentials belong to (``sts get_caller_identity``)."""
-    sts = client(session, "sts", region)
+    """The account the credentials belong to (``sts get_caller_identity``), asked in
+    ``region``'s home and, when that refuses the credentials, in us-east-1 (the STS
+    endpoint of an opt-in region not enabled for the account refuses every token)."""
+    from botocore.exceptions import ClientError
+
+    home = home_region(session, region)
     with calling("sts", "GetCallerIdentity", error=PreflightError):
-        return str(sts.get_caller_identity()["Account"])
+        try:
+            return _caller_account(session, home)
+        except ClientError as exc:
+            if home == FALLBACK_REGION or not is_credentials_error(exc):
+                raise
+            return _caller_account(session, FALLBACK_REGION)
+
+
+def _caller_account(session: Any, region: str) -> str:
+    return str(client(session, "sts", region).get_caller_identity()["Account"])
 
 
 def other_errors() -> tuple[type[Exception], ...]:
