@@ -1,0 +1,103 @@
+"""``composer gc`` for AWS against a real ``moto_server`` process, reached the way a
+user would point composer at one: ``AWS_ENDPOINT_URL`` in the environment."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from composer.targets.aws import gc
+from composer.targets.aws.preflight import preflight
+from tests.unit.aws_fakes import REGION, aws_env, aws_spec  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.integration
+boto3 = pytest.importorskip("boto3")
+
+MOTO_SERVER = Path(sys.executable).parent / "moto_server"
+AMI = "ami-760aaa0f"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def endpoint(aws_env: None, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+             tmp_path: Path) -> Iterator[str]:
+    if not MOTO_SERVER.exists():
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "moto.log").open("w")
+    server = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT,
+                              env={"PATH": "/usr/bin:/bin",
+                                   "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true"})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / "moto.log").read_text()
+                time.sleep(0.2)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def launch(ec2: Any, run_id: str | None) -> str:
+    tag_list = [{"Key": gc.RUN_TAG, "Value": run_id}, {"Key": gc.EXPIRES_TAG, "Value": "none"}]
+    spec = [{"ResourceType": "instance", "Tags": tag_list}] if run_id else []
+    answer = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+                               TagSpecifications=spec)
+    return str(answer["Instances"][0]["InstanceId"])
+
+
+def test_gc_through_aws_endpoint_url(endpoint: str) -> None:
+    session = boto3.Session(region_name=REGION)  # the endpoint comes from the environment
+    ec2 = session.client("ec2")
+    assert ec2.meta.endpoint_url == endpoint
+    dead, live, untagged = launch(ec2, "dead1"), launch(ec2, "live1"), launch(ec2, None)
+    group = ec2.create_security_group(
+        GroupName="composer-dead1", Description="composer",
+        TagSpecifications=[{"ResourceType": "security-group",
+                            "Tags": [{"Key": gc.RUN_TAG, "Value": "dead1"}]}])["GroupId"]
+
+    warnings: list[str] = []
+    found = gc.scan(session, REGION, {"live1"}, datetime.now(UTC), warnings)
+    assert [(i["kind"], i["id"]) for i in found] == [("instance", dead), ("security-group", group)]
+    # moto implements no placement groups: gc says so and goes on.
+    assert len(warnings) == 1 and warnings[0].startswith("placement groups in us-east-1")
+
+    removed = gc.remove(session, found, timeout=60)
+    assert all(item["removed"] for item in removed), removed
+    states = {i["InstanceId"]: i["State"]["Name"]
+              for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    assert states == {dead: "terminated", live: "running", untagged: "running"}
+    assert group not in {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
+    assert gc.leftovers_of(session, REGION, "dead1") == []
+
+
+def test_preflight_through_aws_endpoint_url(endpoint: str) -> None:
+    pins = preflight(aws_spec(nodes=2))  # session made from the environment
+    assert (pins["account_id"], pins["ami_id"], pins["login_user"]) == \
+        ("123456789012", AMI, "ec2-user")
+    # moto's service-quotas knows no ec2 quota: a warning, not a failure.
+    assert pins["warnings"][0].startswith("could not read the vCPU quota L-1216C47A")
