@@ -336,18 +336,28 @@ def _gc_target(name: str, region: str | None, yes: bool, as_json: bool, debug: b
     from composer.gc import live_runs
     from composer.targets import get_target
 
-    items = _call(lambda: get_target(name).garbage(region, live_runs(), yes), as_json, debug)
+    items, warnings = _call(lambda: get_target(name).garbage(region, live_runs(), yes),
+                            as_json, debug)
+    failed = [item for item in items if item.get("outcome") == "failed"]
     if as_json:
-        _emit({"target": name, "region": region, "resources": items})
-        return
-    if not items:
-        print(f"nothing to collect in {name} {region}")
-        return
-    for item in items:
-        outcome = f" -> {item['outcome']}" if "outcome" in item else ""
-        print(f"{item['kind']} {item['id']}  run={item['run_id']}  {item['reason']}{outcome}")
-    if not yes:
-        print(f"run composer gc --target {name} --region {region} --yes to remove them")
+        _emit({"target": name, "region": region, "resources": items, "warnings": warnings,
+               "failed": len(failed)})
+    else:
+        for warning in warnings:
+            print(f"composer: warning: {warning}", file=sys.stderr)
+        if not items:
+            print(f"nothing to collect in {name} {region}")
+        for item in items:
+            outcome = f" -> {item['outcome']}" if "outcome" in item else ""
+            error = f": {item['error']}" if item.get("error") else ""
+            print(f"{item['kind']} {item['id']}  run={item['run_id']}  "
+                  f"{item['reason']}{outcome}{error}")
+        if items and not yes:
+            print(f"run composer gc --target {name} --region {region} --yes to remove them")
+    if failed:
+        print(f"composer: error: {len(failed)} of the resources could not be removed",
+              file=sys.stderr)
+        raise typer.Exit(int(ExitCode.INFRA_FAILED))
 
 
 @app.command()

@@ -542,6 +542,10 @@ def destroy(engine, target, work: Path, parallelism: int, log: IO[str],  # type:
                    "hint": f"composer down {work.name} tries again"}
     try:
         swept = target.sweep(work)
+    except ComposerError as exc:
+        swept = []
+        outcome = {"status": "failed", "error": f"sweeping the nodes failed: {exc.message}",
+                   "hint": exc.hint or f"composer down {work.name} tries again"}
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         swept = []
         outcome = {"status": "failed", "error": f"sweeping the nodes failed: {exc}",

@@ -103,9 +103,10 @@ class Target(ABC):
         return []
 
     def garbage(self, region: str | None, live_runs: set[str],
-                remove: bool) -> list[dict[str, Any]]:
+                remove: bool) -> tuple[list[dict[str, Any]], list[str]]:
         """``composer gc --target``: resources tagged with a run id whose run has no live
         composer process here (``live_runs``) or whose expiry has passed; with ``remove``,
-        removed (each entry gains ``outcome``). Never an untagged resource. The local
-        target's leftovers are found from work dirs instead (``composer/gc.py``)."""
-        return []
+        removed (each entry gains ``outcome``). Never an untagged resource. Returns the
+        resources and warnings (what could not be listed). The local target's leftovers
+        are found from work dirs instead (``composer/gc.py``)."""
+        return [], []

@@ -17,6 +17,8 @@ import pytest
 
 from composer.targets.aws import gc
 from composer.targets.aws.preflight import preflight
+from tests.conftest import Composer
+from tests.faults.util import final_json
 from tests.unit.aws_fakes import REGION, aws_env, aws_spec  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -101,3 +103,34 @@ def test_preflight_through_aws_endpoint_url(endpoint: str) -> None:
         ("123456789012", AMI, "ec2-user")
     # moto's service-quotas knows no ec2 quota: a warning, not a failure.
     assert pins["warnings"][0].startswith("could not read the vCPU quota L-1216C47A")
+
+
+def test_composer_gc_target_aws_lists_and_removes_through_the_cli(endpoint: str,
+                                                                  composer: Composer) -> None:
+    ec2 = boto3.Session(region_name=REGION).client("ec2")
+    dead, untagged = launch(ec2, "run-gone"), launch(ec2, None)
+
+    listed = composer.run("gc", "--target", "aws", "--region", REGION, "--json")
+    assert listed.returncode == 0, listed.stderr
+    report = final_json(listed.stdout)
+    assert [(r["kind"], r["id"], r["run_id"]) for r in report["resources"]] == [
+        ("instance", dead, "run-gone")]
+    assert report["failed"] == 0 and "outcome" not in report["resources"][0]
+    assert report["warnings"] and "placement groups" in report["warnings"][0]
+
+    text = composer.run("gc", "--target", "aws", "--region", REGION)
+    assert f"instance {dead}  run=run-gone" in text.stdout
+    assert f"composer gc --target aws --region {REGION} --yes" in text.stdout
+
+    removed = composer.run("gc", "--target", "aws", "--region", REGION, "--yes", "--json")
+    assert removed.returncode == 0, removed.stderr
+    assert [r["outcome"] for r in final_json(removed.stdout)["resources"]] == ["removed"]
+    states = {i["InstanceId"]: i["State"]["Name"]
+              for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    assert states == {dead: "terminated", untagged: "running"}
+
+
+def test_composer_gc_target_aws_needs_a_region(composer: Composer) -> None:
+    done = composer.run("gc", "--target", "aws", "--json")
+    assert done.returncode == 2
+    assert "--region" in final_json(done.stdout)["error"]

@@ -180,6 +180,8 @@ def stubbed_ec2(session: Any) -> tuple[StubbedSession, Any]:
 def expect_empty_listings(stub: Any) -> None:
     stub.add_response("describe_instances", {"Reservations": []},
                       {"Filters": [*TAG_FILTER, STATES]})
+    stub.add_response("describe_launch_templates", {"LaunchTemplates": []},
+                      {"Filters": TAG_FILTER})
     stub.add_response("describe_security_groups", {"SecurityGroups": []},
                       {"Filters": TAG_FILTER})
 
@@ -234,3 +236,29 @@ def test_a_group_still_in_use_is_retried(aws_env: None, monkeypatch: pytest.Monk
         (result,) = gc.remove(stubbed, [item], timeout=5)
         stub.assert_no_pending_responses()
     assert result["removed"] is True
+
+
+def test_an_efa_clusters_launch_template_is_collected_after_its_instances(
+        session: Any) -> None:
+    ec2 = session.client("ec2", region_name=REGION)
+
+    def template(name: str, tag_list: list[dict[str, str]]) -> str:
+        spec = [{"ResourceType": "launch-template", "Tags": tag_list}] if tag_list else []
+        answer = ec2.create_launch_template(
+            LaunchTemplateName=name, LaunchTemplateData={"ImageId": AMI},
+            TagSpecifications=spec)
+        return str(answer["LaunchTemplate"]["LaunchTemplateId"])
+
+    mine, untagged = template("efa-dead", tags("dead9")), template("someone-elses", [])
+    node = launch(ec2, tags("dead9"))
+    FakePlacementGroups(session, [])  # moto has none
+    found = gc.scan(session, REGION, set(), NOW, [])
+    kinds = [(item["kind"], item["id"]) for item in found]
+    assert (gc.LAUNCH_TEMPLATE, mine) in kinds
+    assert untagged not in {item["id"] for item in found}
+    assert kinds.index((gc.INSTANCE, node)) < kinds.index((gc.LAUNCH_TEMPLATE, mine))
+
+    done = gc.remove(session, [i for i in found if i["run_id"] == "dead9"], timeout=30)
+    assert all(item["removed"] for item in done), done
+    left = {t["LaunchTemplateId"] for t in ec2.describe_launch_templates()["LaunchTemplates"]}
+    assert left == {untagged}

@@ -28,7 +28,8 @@ JOB_TAG = "composer:job"
 EXPIRES_TAG = "composer:expires-at"
 NEVER = "none"
 INSTANCE, SECURITY_GROUP, PLACEMENT_GROUP = "instance", "security-group", "placement-group"
-KINDS = (INSTANCE, SECURITY_GROUP, PLACEMENT_GROUP)  # the order of removal
+LAUNCH_TEMPLATE = "launch-template"  # an EFA cluster's (modules/aws-cluster)
+KINDS = (INSTANCE, LAUNCH_TEMPLATE, SECURITY_GROUP, PLACEMENT_GROUP)  # the order of removal
 PRESENT_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 WAIT_DELAY_S = 5.0
 LEFT_ALONE = f"no longer there with its {RUN_TAG} tag: left alone"
@@ -86,7 +87,8 @@ def tagged(session: Any, region: str, filters: Filters,
     """Every instance, security group and placement group matching ``filters``
     that carries a ``composer:run-id`` tag, in ``KINDS`` order."""
     ec2 = client(session, "ec2", region)
-    items = [*_instances(ec2, region, filters), *_security_groups(ec2, region, filters)]
+    items = [*_instances(ec2, region, filters), *_launch_templates(ec2, region, filters),
+             *_security_groups(ec2, region, filters)]
     try:
         items += _placement_groups(ec2, region, filters)
     except ComposerError as exc:
@@ -108,6 +110,7 @@ def remove(session: Any, items: Iterable[dict[str, Any]],
         ec2 = client(session, "ec2", region)
         mine = [(i, item) for i, item in enumerate(items) if item["region"] == region]
         for kind, remover in ((INSTANCE, _remove_instances),
+                              (LAUNCH_TEMPLATE, _remove_launch_templates),
                               (SECURITY_GROUP, _remove_security_groups),
                               (PLACEMENT_GROUP, _remove_placement_groups)):
             batch = [(i, item) for i, item in mine if item["kind"] == kind]
@@ -158,6 +161,19 @@ def _security_groups(ec2: Any, region: str, filters: Filters) -> list[dict[str, 
                 if RUN_TAG in tags:
                     found.append(_item(SECURITY_GROUP, region, raw["GroupId"],
                                        raw.get("GroupName", ""), "", tags))
+    return found
+
+
+def _launch_templates(ec2: Any, region: str, filters: Filters) -> list[dict[str, Any]]:
+    found = []
+    pages = ec2.get_paginator("describe_launch_templates").paginate(Filters=filters)
+    with calling("ec2", "DescribeLaunchTemplates"):
+        for page in pages:
+            for raw in page.get("LaunchTemplates", []):
+                tags = _tags(raw)
+                if RUN_TAG in tags:
+                    found.append(_item(LAUNCH_TEMPLATE, region, raw["LaunchTemplateId"],
+                                       raw.get("LaunchTemplateName", ""), "", tags))
     return found
 
 
@@ -221,6 +237,15 @@ def _remove_security_groups(ec2: Any, region: str, items: list[dict[str, Any]],
     confirmed = _still_tagged(_security_groups(ec2, region, id_filter), items)
     return [_retrying(lambda gid=item["id"]: ec2.delete_security_group(GroupId=gid),
                       "DeleteSecurityGroup", deadline) if item["id"] in confirmed else LEFT_ALONE
+            for item in items]
+
+
+def _remove_launch_templates(ec2: Any, region: str, items: list[dict[str, Any]],
+                             deadline: float) -> list[str | None]:
+    id_filter = [{"Name": "tag-key", "Values": [RUN_TAG]}]
+    confirmed = _still_tagged(_launch_templates(ec2, region, id_filter), items)
+    return [_retrying(lambda lt=item["id"]: ec2.delete_launch_template(LaunchTemplateId=lt),
+                      "DeleteLaunchTemplate", deadline) if item["id"] in confirmed else LEFT_ALONE
             for item in items]
 
 

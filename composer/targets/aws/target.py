@@ -101,36 +101,44 @@ class AwsTarget(Target):
 
     def sweep(self, work_dir: Path) -> list[str]:
         """Remove what is still tagged with the run's id in its region."""
+        from composer.errors import ComposerError
         from composer.targets.aws import gc
-        from composer.targets.aws.session import aws_session
+        from composer.targets.aws.session import make_session
 
         region = _region_of(work_dir)
         if region is None:
             return []
-        session = aws_session(region)
+        session = make_session(region)
         left = gc.leftovers_of(session, region, work_dir.name)
         if not left:
             return []
-        gc.remove(session, left)
-        return [f"{item['kind']} {item['id']}" for item in left]
+        done = gc.remove(session, left)
+        failed = [f"{i['kind']} {i['id']}: {i['error']}" for i in done
+                  if not i["removed"] and i["error"] != gc.LEFT_ALONE]
+        if failed:
+            raise ComposerError(f"resources of run {work_dir.name} still in {region}: "
+                                + "; ".join(failed),
+                                hint=f"composer gc --target aws --region {region} --yes")
+        return [f"{item['kind']} {item['id']}" for item in done if item["removed"]]
 
 
     def garbage(self, region: str | None, live_runs: set[str],
-                remove: bool) -> list[dict[str, Any]]:
+                remove: bool) -> tuple[list[dict[str, Any]], list[str]]:
         from composer.errors import UsageError
         from composer.targets.aws import gc
-        from composer.targets.aws.session import aws_session
+        from composer.targets.aws.session import make_session
 
         if not region:
-            raise UsageError("composer gc --target aws needs the region to look in",
+            raise UsageError("composer gc --target aws needs --region, the region to look in",
                              hint="add --region REGION (e.g. --region us-east-1)")
-        session = aws_session(region)
-        items = gc.scan(session, region, live_runs, datetime.now(UTC))
+        session = make_session(region)
+        warnings: list[str] = []
+        items = gc.scan(session, region, live_runs, datetime.now(UTC), warnings)
         if remove and items:
-            gc.remove(session, items)
+            items = gc.remove(session, items)
             for item in items:
-                item["outcome"] = "removed"
-        return items
+                item["outcome"] = "removed" if item["removed"] else "failed"
+        return items, warnings
 
 
 def _region_of(work_dir: Path) -> str | None:
