@@ -9,6 +9,7 @@ so ``composer down`` can finish a run whose process died.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -529,12 +530,31 @@ def max_duration_line(spec: Spec) -> str:
     return f"[run] max_duration {text} (from [limits] max_duration)"
 
 
+def state_resources(tf_dir: Path) -> int | None:
+    """How many resources the local state records: 0 without a state file, None when
+    it cannot be read (then destroy runs as usual)."""
+    path = tf_dir / "terraform.tfstate"
+    if not path.exists():
+        return 0
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return len(data.get("resources") or [])
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def destroy(engine, target, work: Path, parallelism: int, log: IO[str],  # type: ignore[no-untyped-def]
             held: list[Any]) -> dict[str, object]:
-    """Destroy the cluster, then sweep whatever a node left; release what it held."""
+    """Destroy the cluster, then sweep whatever a node left; release what it held.
+
+    A state that holds nothing (apply failed before creating anything: a provider that
+    would not start, a quota refused) needs no destroy, which would need the provider
+    too; the sweep still looks for anything of the run's that Terraform never recorded.
+    """
     outcome: dict[str, object] = {"status": "destroyed"}
     try:
-        engine.destroy(work / "tf", VAR_FILES, parallelism, log)
+        if state_resources(work / "tf") != 0:
+            engine.destroy(work / "tf", VAR_FILES, parallelism, log)
     except ComposerError as exc:
         outcome = {"status": "failed", "error": exc.message}
     except (OSError, RuntimeError) as exc:  # the machine itself: no process, no thread
