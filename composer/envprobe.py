@@ -84,13 +84,17 @@ def native() -> dict:
     cudnn = _c_version(("libcudnn.so", "libcudnn.so.9", "libcudnn.so.8"), "cudnnGetVersion",
                        pointer=False)
     out["cudnn"] = str(cudnn) if cudnn else None
-    nccl = _c_version(("libnccl.so", "libnccl.so.2"), "ncclGetVersion")
-    if nccl:
-        # NCCL_VERSION_CODE: major*10000 + minor*100 + patch since 2.9, major*1000 before
-        major, rest = divmod(nccl, 10000 if nccl >= 10000 else 1000)
-        minor, patch = divmod(rest, 100)
-        out["nccl"] = f"{major}.{minor}.{patch}"
+    out["nccl"] = _nccl_text(_c_version(("libnccl.so", "libnccl.so.2"), "ncclGetVersion"))
     return {k: v for k, v in out.items() if v}
+
+
+def _nccl_text(code: int | None) -> str | None:
+    """NCCL_VERSION_CODE: major*10000 + minor*100 + patch since 2.9, major*1000 before."""
+    if not code:
+        return None
+    major, rest = divmod(code, 10000 if code >= 10000 else 1000)
+    minor, patch = divmod(rest, 100)
+    return f"{major}.{minor}.{patch}"
 
 
 def _ask(out: dict, key: str, fn) -> None:  # type: ignore[no-untyped-def]

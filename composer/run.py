@@ -30,7 +30,7 @@ from composer.errors import ComposerError, ExitCode, Interrupted
 from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
 from composer.jsonfile import write_json
-from composer.lock import pin_container, resolve
+from composer.lock import ENVIRONMENT_KEY, pin_container, resolve
 from composer.paths import composer_home, make_work_dir, work_dir
 from composer.procs import node_processes
 from composer.providers import LOCK_FILE, keep_lock_file
@@ -258,7 +258,7 @@ class Run:
         else:
             found = environment.record_nodes(self.sessions, env)
         write_json(self.staged / environment.ENV_FILE, found.to_dict())
-        self.lock_data["environment"] = found.lock_pin()
+        self.lock_data[ENVIRONMENT_KEY] = found.lock_pin()
         write_json(self.staged / "lock.json", self.lock_data)
         for line in found.warnings():
             self.log.say(f"warning: {line}")

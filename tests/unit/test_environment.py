@@ -58,6 +58,18 @@ def test_numerics_variables_by_name_and_prefix() -> None:
         "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE", "TF_DETERMINISTIC_OPS"}
 
 
+def test_cuda_and_nccl_version_codes() -> None:
+    assert envprobe._cuda_text(12040) == "12.4" and envprobe._cuda_text(11080) == "11.8"
+    assert envprobe._cuda_text(None) is None
+    assert envprobe._nccl_text(22105) == "2.21.5" and envprobe._nccl_text(2708) == "2.7.8"
+    assert envprobe._nccl_text(0) is None
+
+
+def test_missing_libraries_report_nothing() -> None:
+    assert envprobe._c_version(("libcomposer-no-such.so.1",), "cuDriverGetVersion") is None
+    assert envprobe.frameworks({}) == {}
+
+
 @pytest.mark.parametrize(("text", "name", "version"), [
     ("Open MPI v5.0.3, package: Open MPI x Distribution, ident: 5.0.3, repo rev: v5.0.3\x00",
      "Open MPI", "5.0.3"),
