@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from composer import containers
-from composer.errors import ComposerError
 from composer.launch import env_prefix
 
 if TYPE_CHECKING:
@@ -38,15 +37,17 @@ SCHEMA_VERSION = 1
 PROBE_TIMEOUT = 300
 PROBE_SOURCE = Path(__file__).with_name("envprobe.py").read_text(encoding="utf-8")
 # The workload's `python`, else python3: the interpreter the probe runs with.
-LAUNCH = 'py=python; command -v python >/dev/null 2>&1 || py=python3; exec "$py" -c "$1"'
+# A workload that needs no Python must not fail here: an error is printed as the result.
+LAUNCH = (
+    'py=$(command -v python || command -v python3) || '
+    '{ echo \'{"error": "neither python nor python3 is on the PATH"}\'; exit 0; }; '
+    '"$py" -c "$1" 2>&1 || echo \'{"error": "the probe failed"}\''
+)
 # What an sshd session on a local node starts with besides session_env (see local target).
 LOGIN_VARS = ("HOME", "USER", "LOGNAME", "SHELL")
 # Fields that say where, not what: shown by diff, never drift.
 NOT_DRIFT = frozenset({"python.executable", "mpi.library", "mpi.via"})
-
-
-class ProbeError(ComposerError):
-    """The probe could not run or said nothing readable."""
+ASKED_ONCE = frozenset({"error", "python.version"})
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,14 @@ class Environment:
     libraries: dict[str, str] = field(default_factory=dict)
     mpi: dict[str, Any] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: Why nothing could be asked (no Python on the PATH, a probe that failed).
+    error: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Environment:
         return cls(dict(data.get("python") or {}), dict(data.get("packages") or {}),
                    dict(data.get("libraries") or {}), data.get("mpi") or None,
-                   dict(data.get("env") or {}))
+                   dict(data.get("env") or {}), data.get("error") or None)
 
     @property
     def packages_sha256(self) -> str:
@@ -72,8 +75,9 @@ class Environment:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"python": self.python, "packages": self.packages, "libraries": self.libraries,
+        data = {"python": self.python, "packages": self.packages, "libraries": self.libraries,
                 "mpi": self.mpi, "env": self.env, "packages_sha256": self.packages_sha256}
+        return data if self.error is None else {**data, "error": self.error}
 
     @property
     def key(self) -> str:
@@ -81,7 +85,10 @@ class Environment:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def fields(self) -> dict[str, Any]:
-        """Every compared value by dotted name: ``packages.numpy``, ``python.version``..."""
+        """Every compared value by dotted name: ``packages.numpy``, ``python.version``...
+        (an environment that could not be asked has only its error)."""
+        if self.error is not None:
+            return {"error": self.error}
         out: dict[str, Any] = {f"python.{k}": v for k, v in self.python.items()}
         out.update({f"packages.{k}": v for k, v in self.packages.items()})
         out.update({f"libraries.{k}": v for k, v in self.libraries.items()})
@@ -171,14 +178,20 @@ class EnvironmentRecord:
         return pin
 
     def warnings(self) -> list[str]:
+        failed: dict[str, list[str]] = {}
+        for name, e in sorted(self.nodes.items(), key=_rank_order):
+            if e.error is not None:
+                failed.setdefault(e.error, []).append(name)
+        lines = [f"the environment could not be asked on {', '.join(names)}: {error}"
+                 for error, names in failed.items()]
         if self.uniform:
-            return []
+            return lines
         groups: dict[str, list[str]] = {}
         for name, e in sorted(self.nodes.items(), key=_rank_order):
             groups.setdefault(e.key, []).append(name)
         sets = "; ".join(", ".join(names) for names in groups.values())
-        lines = [f"the nodes' Python environments differ ({sets}): a common cause of MPI "
-                 "failures; environment.json lists what differs"]
+        lines.append(f"the nodes' Python environments differ ({sets}): a common cause of MPI "
+                     "failures; environment.json lists what differs")
         lines += [f"  {c.describe()}" for c in self.differences()[:20]]
         return lines
 
@@ -209,6 +222,9 @@ def compare(old: EnvironmentRecord, new: EnvironmentRecord) -> list[Change]:
     seen: dict[tuple[str, str, str], list[str]] = {}
     for name in names:
         a, b = old.nodes[name].fields(), new.nodes[name].fields()
+        if (old.nodes[name].error is None) != (new.nodes[name].error is None):
+            # asked on one side only: the error and the interpreter, not every package
+            a, b = ({k: v for k, v in f.items() if k in ASKED_ONCE} for f in (a, b))
         for key in sorted(a.keys() | b.keys()):
             if a.get(key) != b.get(key):
                 ident = (key, json.dumps(a.get(key)), json.dumps(b.get(key)))
@@ -234,32 +250,48 @@ def workload_env(session_env: Mapping[str, str], spec: Spec) -> dict[str, str]:
 
 
 def probe_argv() -> list[str]:
-    return ["sh", "-c", LAUNCH, "composer-envprobe", PROBE_SOURCE]
+    return ["/bin/sh", "-c", LAUNCH, "composer-envprobe", PROBE_SOURCE]
 
 
-def parse(text: str, where: str) -> Environment:
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
+def parse(text: str) -> Environment:
+    """The probe's result; an ``error`` one (with the output's tail) when it had none."""
+    lines = text.strip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith("{"):
             try:
-                return Environment.from_dict(json.loads(line))
+                data = json.loads(lines[index])
             except ValueError:
                 break
-    raise ProbeError(f"the environment probe on {where} printed no result: "
-                     f"{text.strip()[-500:] or '(no output)'}",
-                     hint="the workload's `python` (or python3) must be on the node's PATH")
+            if isinstance(data, dict) and "error" not in data:
+                return Environment.from_dict(data)
+            if isinstance(data, dict):
+                return _failed(str(data["error"]), "\n".join(lines[:index]))
+            break
+    return _failed("the probe printed no result", text)
+
+
+def _failed(why: str, output: str) -> Environment:
+    """An environment that could not be asked (it names no node: nodes that failed
+    alike share one entry in the record)."""
+    tail = output.strip()[-500:]
+    return Environment({}, {}, error=why + (f": {tail}" if tail else ""))
 
 
 def gather(session: Session, env: Mapping[str, str]) -> Environment:
     """The environment of one node, asked with the workload's environment."""
     command = f"{env_prefix(env)} {shlex.join(probe_argv())}"
-    return parse(session.check(command, timeout=PROBE_TIMEOUT), session.node.name)
+    try:
+        text = session.check(command, timeout=PROBE_TIMEOUT)
+    except TimeoutError:
+        return _failed(f"no answer in {PROBE_TIMEOUT}s", "")
+    return parse(text)
 
 
 def probe_local(env: Mapping[str, str]) -> Environment:
     """This machine's, as a local node would see it: a login's variables plus ``env``."""
     full = {k: os.environ[k] for k in LOGIN_VARS if k in os.environ}
     full.update(env)
-    return _probe_subprocess(probe_argv(), full, "this machine")
+    return _probe_subprocess(probe_argv(), full)
 
 
 def image_argv(runtime: str, ref: str, names: Sequence[str],
@@ -278,19 +310,18 @@ def probe_image(runtime: str, ref: str, env: Mapping[str, str],
     host_only = {"PATH", "VIRTUAL_ENV", *containers.CLIENT_ENV.get(runtime, ())}
     names = [n for n in env if n not in host_only]
     full = {**os.environ, **{n: env[n] for n in names}}
-    return _probe_subprocess(image_argv(runtime, ref, names, options), full, f"image {ref}")
+    return _probe_subprocess(image_argv(runtime, ref, names, options), full)
 
 
-def _probe_subprocess(argv: list[str], env: Mapping[str, str], where: str) -> Environment:
+def _probe_subprocess(argv: list[str], env: Mapping[str, str]) -> Environment:
     try:
         done = subprocess.run(argv, env=dict(env), capture_output=True, text=True,
                               timeout=PROBE_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ProbeError(f"the environment probe on {where} could not run: {exc}") from None
-    if done.returncode != 0:
-        raise ProbeError(f"the environment probe on {where} failed (exit {done.returncode}): "
-                         f"{(done.stderr or done.stdout).strip()[-500:]}")
-    return parse(done.stdout, where)
+        return _failed(f"the probe could not run ({exc})", "")
+    if done.returncode != 0:  # the engine itself failed
+        return _failed(f"exit {done.returncode}", done.stderr + done.stdout)
+    return parse(done.stdout + done.stderr)
 
 
 def record_nodes(sessions: Sequence[Session], env: Mapping[str, str]) -> EnvironmentRecord:

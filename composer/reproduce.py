@@ -202,16 +202,13 @@ def environment_drift(recorded: Recorded, spec: Spec, lock: Lock) -> list[Drift]
     if old is None or not environment_checked_before(spec):
         return []
     env = environment.workload_env(get_target(spec.cluster.target).session_env(), spec)
-    try:
-        if lock.container is not None:
-            box = lock.container
-            options = containers.probe(box["runtime"], box["ref"],
-                                       composer_home() / "container-probe.json")
-            today = environment.probe_image(box["runtime"], box["ref"], env, options)
-        else:
-            today = environment.probe_local(env)
-    except environment.ProbeError as exc:
-        return [Drift("environment", "python", _python_of(old), None, exc.message)]
+    if lock.container is not None:
+        box = lock.container
+        options = containers.probe(box["runtime"], box["ref"],
+                                   composer_home() / "container-probe.json")
+        today = environment.probe_image(box["runtime"], box["ref"], env, options)
+    else:
+        today = environment.probe_local(env)
     new = environment.EnvironmentRecord(old.source, {name: today for name in old.nodes},
                                         old.image)
     return env_drifts(old, new)
@@ -220,11 +217,6 @@ def environment_drift(recorded: Recorded, spec: Spec, lock: Lock) -> list[Drift]
 def environment_checked_before(spec: Spec) -> bool:
     """Whether the environment can be asked before the re-run starts a node."""
     return spec.container.enabled or spec.cluster.target == "local"
-
-
-def _python_of(record: environment.EnvironmentRecord) -> str | None:
-    versions = sorted({str(e.python.get("version")) for e in record.nodes.values()})
-    return ", ".join(versions) or None
 
 
 def env_drifts(old: environment.EnvironmentRecord,

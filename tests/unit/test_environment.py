@@ -15,7 +15,6 @@ from composer.environment import (
     Change,
     Environment,
     EnvironmentRecord,
-    ProbeError,
     compare,
     drift_changes,
     image_argv,
@@ -151,11 +150,27 @@ def test_nodes_only_one_side_has_are_not_an_environment_change() -> None:
 def test_probe_output_is_parsed_or_explained() -> None:
     text = "motd line\n" + json.dumps({"python": {"version": "3.12.1"}, "packages": {"a": "1"},
                                        "libraries": {}, "mpi": None, "env": {}}) + "\n"
-    assert parse(text, "node-0").packages == {"a": "1"}
-    with pytest.raises(ProbeError) as caught:
-        parse("sh: 1: exec: python3: not found\n", "node-1")
-    assert "node-1" in caught.value.message and "python3: not found" in caught.value.message
-    assert "PATH" in (caught.value.hint or "")
+    assert parse(text).packages == {"a": "1"}
+    silent = parse("Segmentation fault\n")
+    assert silent.error == "the probe printed no result: Segmentation fault"
+    failed = parse('  File "<string>", line 10\nSyntaxError: invalid syntax\n'
+                   '{"error": "the probe failed"}\n')
+    assert failed.error is not None and failed.error.startswith("the probe failed: ")
+    assert "SyntaxError" in failed.error and failed.packages == {}
+
+
+def test_an_environment_that_could_not_be_asked_is_recorded_not_fatal() -> None:
+    ok = env({"numpy": "1.26.4"})
+    missing = Environment({}, {}, error="neither python nor python3 is on the PATH")
+    record = nodes(ok, missing)
+    assert record.to_dict()["environments"][missing.key]["error"] == missing.error
+    assert EnvironmentRecord.from_dict(record.to_dict()) == record
+    assert record.warnings()[0] == \
+        f"the environment could not be asked on node-1: {missing.error}"
+    # compared as one change, not every package removed
+    assert compare(nodes(ok, ok), record) == [
+        Change("error", None, missing.error, ("node-1",)),
+        Change("python.version", "3.11.7", None, ("node-1",))]
 
 
 def test_workload_env_is_session_env_then_run_env(tmp_path: Path) -> None:
@@ -171,7 +186,7 @@ def test_image_probe_runs_as_the_workload_starts() -> None:
     argv = image_argv("podman", "img@sha256:1", ["OMP_NUM_THREADS"], options)
     assert argv[:7] == ["podman", "run", "--rm", "--network", "host", "--runtime", "runc"]
     assert "--ulimit" in argv and argv[argv.index("-e"):][:2] == ["-e", "OMP_NUM_THREADS"]
-    assert argv[argv.index("img@sha256:1") + 1:][:2] == ["sh", "-c"]
+    assert argv[argv.index("img@sha256:1") + 1:][:2] == ["/bin/sh", "-c"]
     assert not any("COMPOSER_WORK_DIR" in word for word in argv)
     assert image_argv("apptainer", "/x.sif", [], options)[:3] == ["apptainer", "exec", "/x.sif"]
 
