@@ -143,8 +143,8 @@ class EnvironmentRecord:
         """What differs between the nodes of this run (empty when they agree)."""
         if self.uniform:
             return []
-        first = next(iter(self.nodes))
-        base = {n: self.nodes[first] for n in self.nodes}
+        first = min(self.nodes.items(), key=_rank_order)[1]
+        base = {n: first for n in self.nodes}
         return compare(EnvironmentRecord(self.source, base), self)
 
     def to_dict(self) -> dict[str, Any]:

@@ -496,9 +496,10 @@ class Run:
         r.duration_s = round(time.monotonic() - started, 3)
         code = status_exit_code(r.status, signum)
         if r.status == "failed" and (r.stage != "run" or self.job is None):
-            refused = getattr(getattr(self, "error_exc", None), "exit_code", None)
-            # a reproduction refused for drift found at facts keeps drift's code
-            code = ExitCode.DRIFT if refused == ExitCode.DRIFT else ExitCode.INFRA_FAILED
+            exc = getattr(self, "error_exc", None)
+            # a reproduction refused at facts for drift (reproduce.py) keeps drift's code
+            drift = isinstance(exc, ComposerError) and exc.exit_code == ExitCode.DRIFT
+            code = ExitCode.DRIFT if drift else ExitCode.INFRA_FAILED
         if r.teardown.get("status") == "failed":
             code = ExitCode.INFRA_FAILED
         r.composer_exit_code = int(code)
