@@ -1,8 +1,10 @@
 """``composer diff A B``: what changed between two recorded runs.
 
-Five sections, in order: the job spec, the lock's pins, the rendered
-infrastructure, the nodes' facts and the results (status, output files and the
-numbers in JSON outputs). Every value returned is JSON-serializable.
+Six sections, in order: the job spec, the lock's pins, the rendered
+infrastructure, the nodes' facts, the workload's environment (packages added,
+removed or changed, the interpreter, MPI, CUDA and framework versions, numerics
+variables) and the results (status, output files and the numbers in JSON
+outputs). Every value returned is JSON-serializable.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from composer import environment
 from composer.compare import (
     compare_manifests,
     compare_metrics,
@@ -25,7 +28,7 @@ from composer.compare import (
 from composer.record import RunsRepo, load_manifest
 from composer.records.manifest import is_legacy as manifest_is_legacy
 
-SECTIONS = ("spec", "lock", "infra", "facts", "results")
+SECTIONS = ("spec", "lock", "infra", "facts", "environment", "results")
 VOLATILE_FACTS = frozenset({"rank", "address", "node_addr"})
 RESULT_FIELDS = ("status", "exit_code")
 MANIFEST = "manifest.json"
@@ -108,6 +111,17 @@ def facts_section(a: Path, b: Path) -> dict[str, Any]:
     return {"name": "facts", "same": same, "nodes": nodes, "node_count": count}
 
 
+def environment_section(a: Path, b: Path) -> dict[str, Any]:
+    """Package and other environment changes; ``recorded`` says which side has
+    ``environment.json`` (records made before it have none)."""
+    old, new = environment.load(a), environment.load(b)
+    recorded = [old is not None, new is not None]
+    changes = [] if old is None or new is None else environment.compare(old, new)
+    same = not changes and recorded[0] == recorded[1]
+    return {"name": "environment", "same": same, "recorded": recorded,
+            "changes": [c.to_dict() for c in changes]}
+
+
 def _output_json(root: Path) -> dict[str, Path]:
     outputs = root / "outputs"
     if not outputs.is_dir():
@@ -152,7 +166,8 @@ def results_section(a: Path, b: Path) -> dict[str, Any]:
 
 
 def diff_runs(repo: RunsRepo, ref_a: str, ref_b: str) -> dict[str, Any]:
-    """Compare two recorded runs section by section (spec, lock, infra, facts, results)."""
+    """Compare two recorded runs section by section (spec, lock, infra, facts,
+    environment, results)."""
     run_a, run_b = repo.resolve(ref_a), repo.resolve(ref_b)
     with tempfile.TemporaryDirectory(prefix="composer-diff-") as tmp:
         a = repo.export(run_a, Path(tmp) / "a")
@@ -162,6 +177,7 @@ def diff_runs(repo: RunsRepo, ref_a: str, ref_b: str) -> dict[str, Any]:
             lock_section(a, b),
             infra_section(a, b),
             facts_section(a, b),
+            environment_section(a, b),
             results_section(a, b),
         ]
     return {"a": run_a, "b": run_b, "sections": sections}
@@ -215,6 +231,15 @@ def _format_facts(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _format_environment(section: dict[str, Any]) -> list[str]:
+    lines = [f"environment.json: not recorded in {side}"
+             for side, there in zip("ab", section["recorded"], strict=True) if not there]
+    for c in section["changes"]:
+        change = environment.Change(c["field"], c["old"], c["new"], tuple(c["nodes"]))
+        lines.append(change.describe())
+    return lines
+
+
 def _format_file(change: dict[str, Any]) -> str:
     path, kind = change["path"], change["kind"]
     if kind == "added":
@@ -252,6 +277,7 @@ def _format_section(section: dict[str, Any]) -> list[str]:
         "lock": _format_lock,
         "infra": _format_infra,
         "facts": _format_facts,
+        "environment": _format_environment,
         "results": _format_results,
     }[name]
     return formatter(section)

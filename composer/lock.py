@@ -6,6 +6,10 @@ it is in git, always a content hash), every input's sha256 and the target's
 resolved values, and for a containerized workload the image's digest in the
 runtime's local store (with the reference the run uses). ``reproduce`` checks
 these pins before it spends anything.
+
+The nodes' Python environment is pinned too, but only once the nodes exist: the
+facts stage adds ``environment`` (``ENVIRONMENT_KEY``; the sha256 of the sorted
+package set, see ``composer.environment``) to the lock written here.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ CODE_EXCLUDE = frozenset(
     {".git", "__pycache__", ".venv", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".composer"}
 )
 """Names never shipped nor pinned, at any depth of the code directory."""
+ENVIRONMENT_KEY = "environment"
+"""The lock's key for the nodes' package-set hash, added after the facts stage."""
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import tempfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from composer import __version__, containers
+from composer import __version__, containers, environment
 from composer.compare import (
     compare_manifests,
     compare_metrics,
@@ -29,6 +30,7 @@ from composer.engine import Engine, make_engine
 from composer.errors import ComposerError, ExitCode, UsageError
 from composer.jsonfile import dump_json, write_json
 from composer.lock import Lock, resolve
+from composer.paths import composer_home
 from composer.providers import LOCK_FILE, provider_changes, providers_today
 from composer.record import RunsRepo, load_manifest
 from composer.records.read import REPO_HINT
@@ -36,6 +38,7 @@ from composer.render import render
 from composer.result import Result
 from composer.run import Replay, Run, RunOptions
 from composer.spec import Spec, parse_spec
+from composer.targets import get_target
 
 VERDICT_EXIT = {
     "identical": ExitCode.OK,
@@ -58,7 +61,7 @@ class Drift:
                 "detail": self.detail}
 
     def describe(self) -> str:
-        line = f"{self.kind}: {self.name}: {self.old} -> {self.new}"
+        line = f"{self.kind}: {self.name}: {_shown(self.old)} -> {_shown(self.new)}"
         return f"{line}\n{self.detail}" if self.detail else line
 
 
@@ -186,7 +189,63 @@ def check_drift(recorded: Recorded, job: Path, engine: Engine,
         drifts.append(Drift("infra", "infra/", (recorded.lock.get("infra") or {}).get("sha256"),
                             fresh.sha256, detail))
     drifts += provider_drift(recorded, engine)
+    drifts += environment_drift(recorded, spec, lock)
     return spec, lock, drifts
+
+
+def environment_drift(recorded: Recorded, spec: Spec, lock: Lock) -> list[Drift]:
+    """The workload's environment today against the record's, before anything starts:
+    in the pinned image for a container run, here for the local target (its nodes run
+    this machine's interpreter with the target's session_env). Other targets' nodes do
+    not exist yet: ``after_facts`` checks them once the re-run has asked them."""
+    old = environment.load(recorded.root)
+    if old is None or not environment_checked_before(spec):
+        return []
+    env = environment.workload_env(get_target(spec.cluster.target).session_env(), spec)
+    if lock.container is not None:
+        box = lock.container
+        options = containers.probe(box["runtime"], box["ref"],
+                                   composer_home() / "container-probe.json")
+        today = environment.probe_image(box["runtime"], box["ref"], env, options)
+    else:
+        today = environment.probe_local(env)
+    new = environment.EnvironmentRecord(old.source, {name: today for name in old.nodes},
+                                        old.image)
+    return env_drifts(old, new)
+
+
+def environment_checked_before(spec: Spec) -> bool:
+    """Whether the environment can be asked before the re-run starts a node."""
+    return spec.container.enabled or spec.cluster.target == "local"
+
+
+def env_drifts(old: environment.EnvironmentRecord,
+               new: environment.EnvironmentRecord) -> list[Drift]:
+    """Drift of class ``environment``: packages by name (added, removed, old -> new
+    version), the interpreter, MPI, CUDA and framework versions, numerics variables."""
+    return [Drift("environment", c.field, c.old, c.new,
+                  f"on {', '.join(c.nodes)} only" if c.nodes else "")
+            for c in environment.drift_changes(old, new)]
+
+
+def late_environment_check(
+    recorded: Recorded, spec: Spec, drifts: list[Drift], allow_drift: bool,
+) -> Callable[[environment.EnvironmentRecord, Result], None] | None:
+    """For targets whose nodes exist only once the re-run made them: compare right
+    after the facts stage, before the workload starts; refused (exit 3, the cluster
+    torn down as always) unless ``allow_drift``. Found drift joins ``drifts``."""
+    old = environment.load(recorded.root)
+    if old is None or environment_checked_before(spec):
+        return None
+
+    def check(new: environment.EnvironmentRecord, result: Result) -> None:
+        found = env_drifts(old, new)
+        drifts.extend(found)
+        result.drift.extend(d.to_dict() for d in found)
+        if found and not allow_drift:
+            raise DriftError(recorded.run_id, found)
+
+    return check
 
 
 def provider_drift(recorded: Recorded, engine: Engine) -> list[Drift]:
@@ -294,7 +353,8 @@ def reproduce(ref: str | None, opts: RunOptions, job: Path | None = None,
 
         pins = (recorded.lock.get("target") or {}).get("resolved") or {}
         replay = Replay(run_id, recorded.root / "infra", tuple(d.to_dict() for d in drifts),
-                        finalize, pins)
+                        finalize, pins,
+                        late_environment_check(recorded, spec, drifts, allow_drift))
         outcome = Run(spec, replace(opts, engine=name), replay).execute()
     found.setdefault("verdict", "differs")
     code = VERDICT_EXIT[found["verdict"]]

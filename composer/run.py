@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from composer import containers, launch
+from composer import containers, environment, launch
 from composer import facts as node_facts
 from composer.collect import collect_outputs, collect_timeout
 from composer.engine import make_engine, outputs_of
@@ -31,7 +31,7 @@ from composer.errors import ComposerError, ExitCode, Interrupted
 from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
 from composer.jsonfile import write_json
-from composer.lock import pin_container, resolve
+from composer.lock import ENVIRONMENT_KEY, pin_container, resolve
 from composer.paths import composer_home, make_work_dir, work_dir
 from composer.procs import node_processes
 from composer.providers import LOCK_FILE, keep_lock_file
@@ -96,6 +96,9 @@ class Replay:
     finalize: Callable[[Result, Path], None] | None = None
     #: The target's pins as recorded (``lock.json`` target.resolved).
     pins: dict[str, Any] = field(default_factory=dict)
+    #: Called with the nodes' environment once known (drift there is recorded in the
+    #: result; raising DriftError refuses the run before the workload starts).
+    after_facts: Callable[[environment.EnvironmentRecord, Result], None] | None = None
 
 
 class Run:
@@ -230,6 +233,7 @@ class Run:
             path = self.target.session_env().get("PATH")
             facts = fan_out(lambda s: node_facts.gather(s, path), self.sessions)
             write_json(self.staged / "facts.json", {"nodes": facts})
+            self._environment()
         with self.stage("stage"):
             tar = self.work / "bundle.tar"
             try:
@@ -247,6 +251,24 @@ class Run:
             self.job = self._launch()
         with self.stage("collect"):
             self._collect()
+
+    def _environment(self) -> None:
+        """The workload's Python environment, per node (in the image once for a container
+        run): recorded, pinned in lock.json, nodes that differ flagged; a reproduction
+        that could not ask before the run (cloud nodes) checks it here."""
+        env = environment.workload_env(self.target.session_env(), self.spec)
+        if self.image is not None and self.container_options is not None:
+            found = environment.record_image([n.name for n in self.nodes], self.image, env,
+                                             self.container_options)
+        else:
+            found = environment.record_nodes(self.sessions, env)
+        write_json(self.staged / environment.ENV_FILE, found.to_dict())
+        self.lock_data[ENVIRONMENT_KEY] = found.lock_pin()
+        write_json(self.staged / "lock.json", self.lock_data)
+        for line in found.warnings():
+            self.log.say(f"warning: {line}")
+        if self.replay is not None and self.replay.after_facts is not None:
+            self.replay.after_facts(found, self.result)
 
     def _collect(self) -> None:
         collected = collect_outputs(self.sessions, self.spec.outputs, self.staged,
@@ -479,7 +501,10 @@ class Run:
         r.duration_s = round(time.monotonic() - started, 3)
         code = status_exit_code(r.status, signum)
         if r.status == "failed" and (r.stage != "run" or self.job is None):
-            code = ExitCode.INFRA_FAILED
+            exc = getattr(self, "error_exc", None)
+            # a reproduction refused at facts for drift (reproduce.py) keeps drift's code
+            drift = isinstance(exc, ComposerError) and exc.exit_code == ExitCode.DRIFT
+            code = ExitCode.DRIFT if drift else ExitCode.INFRA_FAILED
         if r.teardown.get("status") == "failed":
             code = ExitCode.INFRA_FAILED
         r.composer_exit_code = int(code)

@@ -63,7 +63,8 @@ def test_diff_two_and_four_nodes(composer: Composer, tmp_path: Path) -> None:
     repo = RunsRepo(composer.runs)
     d = diff_runs(repo, f"run/{run_a}", run_b)
     assert d["a"] == run_a and d["b"] == run_b
-    assert [s["name"] for s in d["sections"]] == ["spec", "lock", "infra", "facts", "results"]
+    assert [s["name"] for s in d["sections"]] == ["spec", "lock", "infra", "facts",
+                                                  "environment", "results"]
     assert json.loads(json.dumps(d, sort_keys=True)) == d
     by = sections(d)
 
@@ -99,7 +100,8 @@ def test_diff_two_and_four_nodes(composer: Composer, tmp_path: Path) -> None:
     assert all(m["file"] == "metrics.json" and not m["within"] for m in metrics.values())
 
     text = format_diff(d)
-    headers = [f"== {name} ==" for name in ("spec", "lock", "infra", "facts", "results")]
+    headers = [f"== {name} ==" for name in ("spec", "lock", "infra", "facts", "environment",
+                                            "results")]
     positions = [text.index(h) for h in headers]
     assert positions == sorted(positions)
     assert "-nodes = 2" in text and "+nodes = 4" in text
@@ -111,4 +113,4 @@ def test_diff_two_and_four_nodes(composer: Composer, tmp_path: Path) -> None:
     assert same["a"] == same["b"] == run_a
     assert all(s["same"] for s in same["sections"]), same
     same_text = format_diff(same)
-    assert same_text.count("\nsame\n") == 5
+    assert same_text.count("\nsame\n") == 6
