@@ -3,6 +3,7 @@ user would point composer at one: ``AWS_ENDPOINT_URL`` in the environment."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 from composer.targets.aws import gc
 from composer.targets.aws.preflight import preflight
 from tests.conftest import Composer
-from tests.faults.util import final_json
+from tests.faults.util import final_json, read_record, write_job
 from tests.unit.aws_fakes import REGION, aws_env, aws_spec  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -134,3 +135,93 @@ def test_composer_gc_target_aws_needs_a_region(composer: Composer) -> None:
     done = composer.run("gc", "--target", "aws", "--json")
     assert done.returncode == 2
     assert "--region" in final_json(done.stdout)["error"]
+
+
+# -- composer up of an aws job, as far as this machine can take it ---------------------
+
+PROVIDER = "registry.terraform.io/hashicorp/aws"
+
+
+def aws_job(tmp_path: Path, gpus_per_node: int = 0) -> Path:
+    doc = {
+        "job": {"name": "aws-offline"},
+        "cluster": {"target": "aws", "nodes": 2, "gpus_per_node": gpus_per_node},
+        "aws": {"region": REGION, "instance_types": ["t3.micro"], "image": AMI,
+                "ssh_cidrs": ["203.0.113.0/24"]},
+        "run": {"launcher": "ssh", "command": "true"},
+        "limits": {"max_duration": "10m"},
+    }
+    return write_job(tmp_path / "job", doc)
+
+
+def stand_in_provider(mirror: Path) -> None:
+    """A package where the AWS provider would be: init installs and hashes it; it never
+    runs as a provider, so apply fails at its start, before anything is created."""
+    plugin = mirror / PROVIDER / "6.62.0" / "linux_amd64" / "terraform-provider-aws_v6.62.0"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text("#!/bin/sh\necho 'not a provider' >&2\nexit 1\n")
+    plugin.chmod(0o755)
+
+
+def no_records(composer: Composer) -> bool:
+    return not (composer.runs / ".git").exists() or composer.git("tag", "--list") == ""
+
+
+def instances(ec2: Any) -> list[str]:
+    return [i["InstanceId"] for r in ec2.describe_instances()["Reservations"]
+            for i in r["Instances"]]
+
+
+def test_up_without_credentials_names_them_and_creates_nothing(
+        aws_env: None, composer: Composer, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never asked
+    done = composer.run("up", str(aws_job(tmp_path)), "--json")
+    assert done.returncode == 2, done.stderr
+    error = final_json(done.stdout)["error"] + done.stderr
+    assert "AWS_PROFILE" in error and "AWS_ACCESS_KEY_ID" in error
+    assert not (composer.home / "work").exists() or not any((composer.home / "work").iterdir())
+    assert no_records(composer)
+
+
+def test_up_refuses_a_gpu_count_the_type_lacks_before_anything_exists(
+        endpoint: str, composer: Composer, tmp_path: Path) -> None:
+    ec2 = boto3.Session(region_name=REGION).client("ec2")
+    done = composer.run("up", str(aws_job(tmp_path, gpus_per_node=4)), "--json")
+    assert done.returncode == 2, done.stderr
+    assert "aws.instance_types[0]: t3.micro has 0 GPUs; gpus_per_node = 4" in \
+        final_json(done.stdout)["error"]
+    assert instances(ec2) == []
+    assert no_records(composer)
+
+
+def test_up_pins_preflight_and_provider_then_fails_at_apply_and_keeps_the_record(
+        endpoint: str, composer: Composer, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    stand_in_provider(mirror)
+    ec2 = boto3.Session(region_name=REGION).client("ec2")
+    done = composer.run("up", str(aws_job(tmp_path)), "--json",
+                        COMPOSER_PROVIDER_MIRROR=str(mirror))
+    outcome = final_json(done.stdout)
+    assert done.returncode == 4, done.stderr
+    assert (outcome["status"], outcome["stage"]) == ("failed", "apply"), outcome
+    run_id = outcome["run_id"]
+
+    lock = json.loads(read_record(composer, run_id, "lock.json"))
+    resolved = lock["target"]["resolved"]
+    assert (resolved["account_id"], resolved["ami_id"], resolved["login_user"],
+            resolved["instance_type"]) == ("123456789012", AMI, "ec2-user", "t3.micro")
+    assert resolved["zone"].startswith(REGION) and resolved["subnet"].startswith("subnet-")
+    assert lock["providers"][PROVIDER]["version"] == "6.62.0"
+    kept = read_record(composer, run_id, "infra/.terraform.lock.hcl")
+    assert PROVIDER in kept and lock["providers"][PROVIDER]["hashes"][0] in kept
+    result = json.loads(read_record(composer, run_id, "result.json"))
+    assert result["teardown"]["status"] == "destroyed"
+    assert "quota" in read_record(composer, run_id, "logs/composer.log")  # the warning
+    # Nothing was created, and nothing of the run's is left here.
+    assert instances(ec2) == []
+    assert not (composer.home / "work" / run_id).exists()
+    for name in ("run.tfvars.json", "terraform.tfstate"):
+        assert name not in composer.git("ls-tree", "-r", "--name-only", f"run/{run_id}")
