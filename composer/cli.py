@@ -320,7 +320,7 @@ def diff(
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """What differs between two runs: spec, lock, infra, facts, results."""
+    """What differs between two runs: spec, lock, infra, facts, environment, results."""
     from composer.diff import diff_runs, format_diff
 
     repo = _repo(runs_repo)
