@@ -15,6 +15,7 @@ kind, id, name, region, run_id, job, expires_at, state (+ reason from ``scan``).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -151,30 +152,30 @@ def _instances(ec2: Any, region: str, filters: Filters) -> list[dict[str, Any]]:
     return found
 
 
-def _security_groups(ec2: Any, region: str, filters: Filters) -> list[dict[str, Any]]:
+def _paged(ec2: Any, region: str, filters: Filters, kind: str, operation: str,
+           listed: str, id_key: str, name_key: str) -> list[dict[str, Any]]:
+    """Every ``listed`` entry of the paginated ``operation`` that carries the run tag."""
     found = []
-    pages = ec2.get_paginator("describe_security_groups").paginate(Filters=filters)
-    with calling("ec2", "DescribeSecurityGroups"):
+    method = re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()  # DescribeX -> describe_x
+    pages = ec2.get_paginator(method).paginate(Filters=filters)
+    with calling("ec2", operation):
         for page in pages:
-            for raw in page.get("SecurityGroups", []):
+            for raw in page.get(listed, []):
                 tags = _tags(raw)
                 if RUN_TAG in tags:
-                    found.append(_item(SECURITY_GROUP, region, raw["GroupId"],
-                                       raw.get("GroupName", ""), "", tags))
+                    found.append(_item(kind, region, raw[id_key], raw.get(name_key, ""), "",
+                                       tags))
     return found
+
+
+def _security_groups(ec2: Any, region: str, filters: Filters) -> list[dict[str, Any]]:
+    return _paged(ec2, region, filters, SECURITY_GROUP, "DescribeSecurityGroups",
+                  "SecurityGroups", "GroupId", "GroupName")
 
 
 def _launch_templates(ec2: Any, region: str, filters: Filters) -> list[dict[str, Any]]:
-    found = []
-    pages = ec2.get_paginator("describe_launch_templates").paginate(Filters=filters)
-    with calling("ec2", "DescribeLaunchTemplates"):
-        for page in pages:
-            for raw in page.get("LaunchTemplates", []):
-                tags = _tags(raw)
-                if RUN_TAG in tags:
-                    found.append(_item(LAUNCH_TEMPLATE, region, raw["LaunchTemplateId"],
-                                       raw.get("LaunchTemplateName", ""), "", tags))
-    return found
+    return _paged(ec2, region, filters, LAUNCH_TEMPLATE, "DescribeLaunchTemplates",
+                  "LaunchTemplates", "LaunchTemplateId", "LaunchTemplateName")
 
 
 def _placement_groups(ec2: Any, region: str, filters: Filters) -> list[dict[str, Any]]:
