@@ -17,6 +17,7 @@ import typer
 
 from composer import __version__
 from composer.errors import ComposerError, ExitCode, UsageError
+from composer.terminal import guard_std_streams
 
 if TYPE_CHECKING:
     from composer.record import RunsRepo
@@ -467,6 +468,7 @@ def _root(
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    guard_std_streams()
     try:
         app()
     except SystemExit as exc:
