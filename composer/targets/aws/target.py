@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from composer.keys import generate_keypair
 from composer.targets.aws.config import AwsSpec
 from composer.targets.aws.spec import AWS
-from composer.targets.base import Allocation, Target
+from composer.targets.base import Allocation, GcRequest, Target
 
 if TYPE_CHECKING:
     from composer.spec import Spec
@@ -122,23 +123,54 @@ class AwsTarget(Target):
         return [f"{item['kind']} {item['id']}" for item in done if item["removed"]]
 
 
-    def garbage(self, region: str | None, live_runs: set[str],
-                remove: bool) -> tuple[list[dict[str, Any]], list[str]]:
-        from composer.errors import UsageError
+    def garbage(self, ask: GcRequest) -> tuple[list[dict[str, Any]], list[str]]:
+        from composer.errors import PreflightError, UsageError
         from composer.targets.aws import gc
+        from composer.targets.aws.preflight import check_region
         from composer.targets.aws.session import make_session
 
+        region = ask.region or os.environ.get("AWS_REGION") or \
+            os.environ.get("AWS_DEFAULT_REGION")
         if not region:
             raise UsageError("composer gc --target aws needs --region, the region to look in",
-                             hint="add --region REGION (e.g. --region us-east-1)")
+                             hint="add --region REGION (e.g. --region us-east-1), or set "
+                                  "AWS_REGION")
         session = make_session(region)
+        try:
+            check_region(session, region)
+        except PreflightError as exc:
+            raise PreflightError(exc.message.replace("aws.region", "--region"),
+                                 hint=exc.hint) from None
         warnings: list[str] = []
-        items = gc.scan(session, region, live_runs, datetime.now(UTC), warnings)
-        if remove and items:
-            items = gc.remove(session, items)
+        live = {run for run, (alive, _kept) in ask.runs_here.items() if alive}
+        items = gc.scan(session, region, live, datetime.now(UTC), warnings)
+        for item in items:
+            item["action"] = _action(item, ask)
+        doomed = [item for item in items if item["action"] == "remove"]
+        if ask.remove and doomed:
+            done = {(i["kind"], i["id"]): i for i in gc.remove(session, doomed)}
             for item in items:
-                item["outcome"] = "removed" if item["removed"] else "failed"
+                result = done.get((item["kind"], item["id"]))
+                if result is not None:
+                    item["outcome"] = "removed" if result["removed"] else "failed"
+                    item["error"] = result["error"]
         return items, warnings
+
+
+def _action(item: dict[str, Any], ask: GcRequest) -> str:
+    """What gc does with a listed resource (see ``Target.garbage``)."""
+    run = item["run_id"]
+    here = ask.runs_here.get(run)
+    if here is not None and here[0]:
+        return "skip (running)"
+    if "expired at" in item["reason"]:
+        return "remove"
+    if here is None:
+        return "remove" if ask.include_others else \
+            "skip (not started here, not expired; --include-others removes it)"
+    if here[1] and not ask.include_kept:
+        return "skip (kept; --include-kept removes it)"
+    return "remove"
 
 
 def _region_of(work_dir: Path) -> str | None:
