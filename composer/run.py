@@ -27,7 +27,7 @@ from composer import containers, environment, launch
 from composer import facts as node_facts
 from composer.collect import collect_outputs, collect_timeout
 from composer.engine import make_engine, outputs_of
-from composer.errors import ComposerError, ExitCode, Interrupted
+from composer.errors import ComposerError, ExitCode, Interrupted, PreflightError
 from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
 from composer.jsonfile import write_json
@@ -184,6 +184,8 @@ class Run:
             return
         self.image = pin_container(self.spec)
         assert self.image is not None
+        if self.target.pulls_images:
+            check_pullable(self.image, self.target.name)
         self.container_options = containers.probe(
             box.runtime, self.image["ref"], composer_home() / "container-probe.json"
         )
@@ -541,6 +543,21 @@ class Run:
             workload_exit_code=r.workload_exit_code, failed_node=r.failed_node,
             stage=None if r.status == "succeeded" else r.stage, failed_rank=r.failed_rank,
         )
+
+
+def check_pullable(pin: dict[str, Any], target: str) -> None:
+    """A target whose nodes pull the image needs one a registry serves, by its digest:
+    a locally built image (``localhost/…``, or one pinned by its Id) is refused before
+    anything is created or paid for."""
+    registry = str(pin["image"]).split("/", 1)[0] if "/" in str(pin["image"]) else ""
+    local = registry.split(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]")
+    if pin.get("pinned_by") != "digest" or local:
+        why = "a local name" if local else "pinned by its Id, not by a registry digest"
+        raise PreflightError(
+            f"container.image: {pin['image']} is {why}; the {target} nodes pull the image "
+            "from its registry and could not get it",
+            hint="push the image to a registry the nodes can reach, pull it here by that "
+                 "name, and set [container] image to it")
 
 
 def max_duration_line(spec: Spec) -> str:

@@ -70,6 +70,9 @@ class Target(ABC):
     max_nodes: ClassVar[int]
     #: Seconds to wait for every node's sshd after apply.
     ssh_timeout: ClassVar[float] = 60.0
+    #: Nodes pull the container image from its registry (they are not this machine):
+    #: the image must be a registry's, pinned by its registry digest.
+    pulls_images: ClassVar[bool] = False
     #: The target's own spec section (``[aws]``: its fields and check), None without one.
     #: The spec checker reads it from the class: no target is instantiated to check a spec.
     section: ClassVar[Section | None] = None

@@ -301,3 +301,17 @@ def test_up_pins_preflight_and_provider_then_fails_at_apply_and_keeps_the_record
     assert not (composer.home / "work" / run_id).exists()
     for name in ("run.tfvars.json", "terraform.tfstate"):
         assert name not in composer.git("ls-tree", "-r", "--name-only", f"run/{run_id}")
+
+
+def test_up_refuses_a_local_image_the_nodes_could_not_pull(
+        endpoint: str, composer: Composer, tmp_path: Path, train_image: str) -> None:
+    job = aws_job(tmp_path)
+    text = job.read_text() + f'\n[container]\nruntime = "podman"\nimage = "{train_image}"\n'
+    job.write_text(text)
+    ec2 = boto3.Session(region_name=REGION).client("ec2")
+    done = composer.run("up", str(job), "--json")
+    assert done.returncode == 2, done.stderr
+    assert final_json(done.stdout)["error"].startswith(
+        f"container.image: {train_image} is a local name")
+    assert instances(ec2) == []
+    assert no_records(composer)

@@ -56,6 +56,7 @@ class AwsTarget(Target):
     modules = ("aws-cluster",)
     max_nodes = 1000
     section = AWS
+    pulls_images = True
     # Boot, cloud-init and packages before sshd answers with the run's key.
     ssh_timeout = 900.0
 
