@@ -272,17 +272,18 @@ def verdict(recorded: Recorded, spec: Spec, staged: Path, result: Result,
         metrics += compare_metrics(name, old, new, spec.reproduce.tolerance_for)
     metric_files = set(spec.reproduce.metrics)
     status_same = result.status == recorded.result.get("status", "succeeded")
-    if drifts:
-        name = "drift"
-    elif not files and status_same:
-        name = "identical"
+    if not files and status_same:
+        outputs = "identical"
     elif (status_same and all(f.kind == "changed" and f.path in metric_files for f in files)
           and all(m.within for m in metrics)):
-        name = "within-tolerance"
+        outputs = "within-tolerance"
     else:
-        name = "differs"
+        outputs = "differs"
+    # Drift decides the verdict (exit 3); what the outputs gave is still said.
+    name = "drift" if drifts else outputs
     return {
-        "schema_version": 1, "verdict": name, "reproduces": recorded.run_id,
+        "schema_version": 1, "verdict": name, "outputs": outputs,
+        "reproduces": recorded.run_id,
         "run_id": result.run_id, "composer_version": __version__,
         "status": {"old": recorded.result.get("status"), "new": result.status},
         "drift": [d.to_dict() for d in drifts],
@@ -374,6 +375,8 @@ def _shown(value: Any) -> str:
 
 def format_verdict(v: dict[str, Any]) -> str:
     lines = [f"{v['verdict']}: run {v.get('run_id')} reproduces {v['reproduces']}"]
+    if v["verdict"] == "drift" and v.get("outputs"):
+        lines.append(f"  outputs: {v['outputs']} (run anyway with --allow-drift)")
     old_status = v.get("original_status")
     if old_status and old_status != v.get("status"):
         lines.append(f"  status: {old_status} -> {v.get('status')}")
