@@ -139,12 +139,16 @@ def validate(job: JobArg, as_json: JsonOpt = False, debug: DebugOpt = False) -> 
     if as_json:
         _emit({"valid": True, "spec": expanded(spec)})
     else:
-        print(f"{job}: ok ({spec.job.name}, {spec.cluster.nodes} node(s), {spec.run.launcher})")
+        offline = "" if spec.cluster.target == "local" else \
+            f"; {spec.cluster.target}'s own checks (account, types, image, quota) run at up"
+        print(f"{job}: ok ({spec.job.name}, {spec.cluster.nodes} node(s), "
+              f"{spec.run.launcher}{offline})")
 
 
 @app.command()
-def schema() -> None:
-    """Print the job spec's JSON Schema (composer.schema.json), for editors that check TOML."""
+def schema(as_json: JsonOpt = False) -> None:
+    """Print the job spec's JSON Schema (composer.schema.json), for editors that check TOML.
+    The output is JSON with or without --json."""
     from composer.spec.schema import schema_text
 
     sys.stdout.write(schema_text())

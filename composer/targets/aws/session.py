@@ -138,6 +138,11 @@ def translate(exc: BaseException, service: str, operation: str,
             f"no usable AWS credentials ({service} {operation}: {describe(exc)})",
             hint=CREDENTIALS_HINT,
         )
+    if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError",
+                              "ProxyConnectionError", "SSLError"):
+        return error(f"AWS {service} {operation} failed: {describe(exc)}",
+                     hint="AWS cannot be reached from here: check the network, a proxy "
+                          "(HTTPS_PROXY) and AWS_ENDPOINT_URL if set")
     return error(f"AWS {service} {operation} failed: {describe(exc)}",
                  hint="check the region, the credentials' permissions (docs/targets/aws.md, "
                       "IAM policy) and AWS_ENDPOINT_URL if set")

@@ -69,8 +69,14 @@ class AwsTarget(Target):
             exact = replace(spec, target_config=replace(config, image=str(pinned["ami_id"])))
             pins = preflight(exact)
             pins["image"] = config.image
-            return pins
-        return preflight(spec)
+        else:
+            pins = preflight(spec)
+        for cidr in config.ssh_cidrs:
+            if cidr.endswith("/0"):
+                pins.setdefault("warnings", []).append(
+                    f"aws.ssh_cidrs: {cidr} lets every address reach the nodes' port 22 "
+                    "(they accept only the run's key); narrow it to where composer runs")
+        return pins
 
     def tfvars(self, spec: Spec) -> dict[str, Any]:
         from composer.targets.aws import render
@@ -108,8 +114,8 @@ class AwsTarget(Target):
         from composer.targets.aws.session import make_session
 
         region = _region_of(work_dir)
-        if region is None:
-            return []
+        if region is None or not (work_dir / "tf" / ".terraform").is_dir():
+            return []  # init never ran, so neither did apply: nothing was made
         session = make_session(region)
         left = gc.leftovers_of(session, region, work_dir.name)
         if not left:
