@@ -33,6 +33,7 @@ from composer.lock import Lock, resolve
 from composer.paths import composer_home
 from composer.providers import LOCK_FILE, provider_changes, providers_today
 from composer.record import RunsRepo, load_manifest
+from composer.records.guard import terminal_text
 from composer.records.read import REPO_HINT
 from composer.render import render
 from composer.result import Result
@@ -61,8 +62,11 @@ class Drift:
                 "detail": self.detail}
 
     def describe(self) -> str:
+        """Lines for a terminal: what the nodes or files named is escaped (a package's
+        name, a version, a file name may hold control characters)."""
         line = f"{self.kind}: {self.name}: {_shown(self.old)} -> {_shown(self.new)}"
-        return f"{line}\n{self.detail}" if self.detail else line
+        lines = [line, *self.detail.splitlines()] if self.detail else [line]
+        return "\n".join(terminal_text(text) for text in lines)
 
 
 class DriftError(ComposerError):
@@ -381,8 +385,8 @@ def format_verdict(v: dict[str, Any]) -> str:
     if old_status and old_status != v.get("status"):
         lines.append(f"  status: {old_status} -> {v.get('status')}")
     for d in v.get("drift", []):
-        lines.append(f"  drift {d['kind']}: {d['name']}: {_shown(d['old'])} -> "
-                     f"{_shown(d['new'])}")
+        lines.append(terminal_text(f"  drift {d['kind']}: {d['name']}: {_shown(d['old'])} -> "
+                                   f"{_shown(d['new'])}"))
     for f in v.get("files", []):
         lines.append(f"  {f['kind']} {f['path']}: {_shown(f['old_sha256'])} -> "
                      f"{_shown(f['new_sha256'])}")
