@@ -4,6 +4,7 @@ user would point composer at one: ``AWS_ENDPOINT_URL`` in the environment."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -314,4 +315,29 @@ def test_up_refuses_a_local_image_the_nodes_could_not_pull(
     assert final_json(done.stdout)["error"].startswith(
         f"container.image: {train_image} is a local name")
     assert instances(ec2) == []
+    assert no_records(composer)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_preflight_answers_and_leaves_nothing(
+        aws_env: None, composer: Composer, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, signum: int, code: int) -> None:
+    with socket.socket() as silent:  # accepts, never answers: preflight waits on it
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        silent.settimeout(60)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        proc = subprocess.Popen(composer.argv("up", str(aws_job(tmp_path)), "--json"),
+                                env=composer.env(), cwd=composer.cwd, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        conn, _ = silent.accept()  # composer is in preflight, asking
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        conn.close()
+    assert proc.returncode == code, err
+    answer = final_json(out)
+    assert (answer["error"], answer["exit_code"], answer["run_id"]) == \
+        (f"interrupted by {signal.Signals(signum).name}", code, None)
+    assert not (composer.home / "work").exists() or not any((composer.home / "work").iterdir())
     assert no_records(composer)
