@@ -300,7 +300,7 @@ def test_up_pins_preflight_and_provider_then_fails_at_apply_and_keeps_the_record
     # Nothing was created, and nothing of the run's is left here.
     assert instances(ec2) == []
     assert not (composer.home / "work" / run_id).exists()
-    for name in ("run.tfvars.json", "terraform.tfstate"):
+    for name in ("runtime.tfvars.json", "terraform.tfstate"):
         assert name not in composer.git("ls-tree", "-r", "--name-only", f"run/{run_id}")
 
 
