@@ -17,6 +17,8 @@ import typer
 
 from composer import __version__
 from composer.errors import ComposerError, ExitCode, UsageError
+from composer.targets.base import GcRequest
+from composer.terminal import guard_std_streams
 
 if TYPE_CHECKING:
     from composer.record import RunsRepo
@@ -48,6 +50,8 @@ def _fail(
         print(f"composer: hint: {exc.hint}", file=sys.stderr)
     if as_json:
         payload = {**(extra or {}), "error": exc.message, "exit_code": int(exc.exit_code)}
+        if exc.hint:
+            payload["hint"] = exc.hint
         problems = getattr(exc, "problems", None)
         if problems is not None:
             payload["problems"] = [{"path": p.path, "message": p.message} for p in problems]
@@ -135,12 +139,16 @@ def validate(job: JobArg, as_json: JsonOpt = False, debug: DebugOpt = False) -> 
     if as_json:
         _emit({"valid": True, "spec": expanded(spec)})
     else:
-        print(f"{job}: ok ({spec.job.name}, {spec.cluster.nodes} node(s), {spec.run.launcher})")
+        offline = "" if spec.cluster.target == "local" else \
+            f"; {spec.cluster.target}'s own checks (account, types, image, quota) run at up"
+        print(f"{job}: ok ({spec.job.name}, {spec.cluster.nodes} node(s), "
+              f"{spec.run.launcher}{offline})")
 
 
 @app.command()
-def schema() -> None:
-    """Print the job spec's JSON Schema (composer.schema.json), for editors that check TOML."""
+def schema(as_json: JsonOpt = False) -> None:
+    """Print the job spec's JSON Schema (composer.schema.json), for editors that check TOML.
+    The output is JSON with or without --json."""
     from composer.spec.schema import schema_text
 
     sys.stdout.write(schema_text())
@@ -331,29 +339,32 @@ def diff(
         print(format_diff(data), end="")
 
 
-def _gc_target(name: str, region: str | None, yes: bool, as_json: bool, debug: bool) -> None:
+def _gc_target(name: str, ask: GcRequest, as_json: bool, debug: bool) -> None:
     """``gc --target``: the target's tagged resources whose run is over."""
-    from composer.gc import live_runs
     from composer.targets import get_target
 
-    items, warnings = _call(lambda: get_target(name).garbage(region, live_runs(), yes),
-                            as_json, debug)
+    items, warnings = _call(lambda: get_target(name).garbage(ask), as_json, debug)
     failed = [item for item in items if item.get("outcome") == "failed"]
     if as_json:
-        _emit({"target": name, "region": region, "resources": items, "warnings": warnings,
-               "failed": len(failed)})
+        _emit({"target": name, "region": ask.region, "resources": items,
+               "warnings": warnings, "failed": len(failed)})
     else:
         for warning in warnings:
             print(f"composer: warning: {warning}", file=sys.stderr)
         if not items:
-            print(f"nothing to collect in {name} {region}")
+            print(f"nothing to collect in {name} {ask.region or ''}".rstrip())
         for item in items:
             outcome = f" -> {item['outcome']}" if "outcome" in item else ""
             error = f": {item['error']}" if item.get("error") else ""
-            print(f"{item['kind']} {item['id']}  run={item['run_id']}  "
-                  f"{item['reason']}{outcome}{error}")
-        if items and not yes:
-            print(f"run composer gc --target {name} --region {region} --yes to remove them")
+            print(f"{item['kind']} {item['id']}  run={item['run_id']}  {item['reason']}  "
+                  f"{item['action']}{outcome}{error}")
+        if not ask.remove and any(item["action"] == "remove" for item in items):
+            import shlex
+
+            flags = ["--target", name] + (["--region", ask.region] if ask.region else [])
+            flags += ["--include-kept"] if ask.include_kept else []
+            flags += ["--include-others"] if ask.include_others else []
+            print(f"run composer gc {shlex.join(flags)} --yes to remove them")
     if failed:
         print(f"composer: error: {len(failed)} of the resources could not be removed",
               file=sys.stderr)
@@ -376,16 +387,31 @@ def gc(
         typer.Option("--target", help="a cloud target (aws): list resources tagged with a "
                      "run id whose run is over, in --region"),
     ] = None,
-    region: Annotated[str | None, typer.Option("--region", help="with --target")] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="with --target (default: AWS_REGION)")
+    ] = None,
+    include_others: Annotated[
+        bool, typer.Option("--include-others", help="with --target: also unexpired runs "
+                           "this machine did not start (another machine's, CI's)")
+    ] = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """List runs whose process is gone but whose nodes remain; --yes removes them."""
-    from composer.gc import collect_garbage
+    from composer.gc import collect_garbage, runs_here
 
     if target not in (None, "local"):
-        _gc_target(target, region, yes, as_json, debug)
+        if runs_repo is not None:
+            _fail(UsageError("--runs-repo does not apply with --target: cloud resources "
+                             "are removed, no record is written",
+                             hint="leave out --runs-repo"), as_json, debug)
+        ask = GcRequest(region, runs_here(), yes, include_kept, include_others)
+        _gc_target(target, ask, as_json, debug)
         return
+    if region is not None or include_others:
+        flag = "--region" if region is not None else "--include-others"
+        _fail(UsageError(f"{flag} applies only with --target",
+                         hint="add --target aws, or leave it out"), as_json, debug)
     report = _call(lambda: collect_garbage(yes, include_kept, runs_repo), as_json, debug)
     failed = [item for item in report if item.get("outcome") == "failed"]
     if as_json:
@@ -467,6 +493,7 @@ def _root(
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    guard_std_streams()
     try:
         app()
     except SystemExit as exc:

@@ -28,6 +28,9 @@ from composer.jsonfile import write_json
 from composer.paths import composer_home
 
 ENGINES = ("embedded", "terraform", "tofu")
+REGISTRY_HINT = ("Terraform could not get a provider from its registry: on a machine that "
+                 "cannot reach registry.terraform.io, set COMPOSER_PROVIDER_MIRROR to a "
+                 "directory that `terraform providers mirror DIR` filled elsewhere")
 GRACE_SECONDS = 120.0
 COMMON = ("-input=false", "-no-color")
 
@@ -186,7 +189,12 @@ class Engine:
         return result
 
     def init(self, cwd: Path, log: IO[str] | None = None) -> TerraformResult:
-        return self.run(init_args(), cwd, log)
+        try:
+            return self.run(init_args(), cwd, log)
+        except TerraformError as exc:
+            if exc.hint is None and "registry.terraform.io" in exc.message:
+                exc.hint = REGISTRY_HINT
+            raise
 
     def apply(self, cwd: Path, var_files: Sequence[str], parallelism: int,
               log: IO[str] | None = None) -> TerraformResult:

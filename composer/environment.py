@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from composer import containers
 from composer.launch import env_prefix
+from composer.records.guard import terminal_text
 
 if TYPE_CHECKING:
     from composer.remote import Session
@@ -110,6 +111,11 @@ class Change:
         return {"field": self.field, "old": self.old, "new": self.new, "nodes": list(self.nodes)}
 
     def describe(self) -> str:
+        """One line for a terminal or log: names and versions come from the nodes'
+        metadata, so control characters in them are escaped."""
+        return terminal_text(self._text())
+
+    def _text(self) -> str:
         if self.field.startswith("packages."):
             name = self.field.removeprefix("packages.")
             if self.old is None:

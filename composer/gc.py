@@ -64,20 +64,20 @@ def scan(include_kept: bool = False) -> list[Leftover]:
     return found
 
 
-def live_runs() -> set[str]:
-    """Run ids whose composer process is alive on this machine."""
+def runs_here() -> dict[str, tuple[bool, bool]]:
+    """The runs this machine has a work dir of: run id -> (process alive, kept)."""
     root = work_root()
-    live: set[str] = set()
+    found: dict[str, tuple[bool, bool]] = {}
     if not root.is_dir():
-        return live
+        return found
     for run_dir in root.iterdir():
         try:
             state = RunState.load(run_dir)
         except (OSError, ValueError, TypeError):
             continue
-        if process_alive(state.pid):
-            live.add(state.run_id)
-    return live
+        found[state.run_id] = (process_alive(state.pid) and state.pid != os.getpid(),
+                               state.keep)
+    return found
 
 
 def collect_garbage(yes: bool, include_kept: bool = False,

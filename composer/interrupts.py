@@ -26,6 +26,8 @@ class Interrupts:
         self._child: subprocess.Popen[bytes] | None = None
         self._forwarded = False
         self._shielded = 0
+        self._say = ""
+        self._hard = 0
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -44,13 +46,16 @@ class Interrupts:
         if self.signum is None:
             self.signum = signum
         if self._shielded:
-            print("composer: tearing down, waiting for that to finish", file=sys.stderr)
+            if self._say:
+                print(f"composer: {self._say}", file=sys.stderr)
             return
         if self._child is not None and self._child.poll() is None:
             if not self._forwarded:
                 self._forwarded = True
                 self._child.send_signal(signal.SIGINT)
             return
+        if self._hard:
+            raise _Hard(signum)
         raise Interrupted(signum)
 
     def check(self) -> None:
@@ -68,13 +73,35 @@ class Interrupts:
             self._child = None
 
     @contextmanager
-    def shield(self) -> Iterator[None]:
-        """Note signals without raising, for teardown and record writing."""
+    def hard(self) -> Iterator[None]:
+        """Inside, a signal raises past ``except Exception`` (a library's retry loop, such
+        as botocore's, would take ``Interrupted`` for a failed call and try again); it
+        leaves as ``Interrupted``."""
+        self._hard += 1
+        try:
+            yield
+        except _Hard as stop:
+            raise Interrupted(stop.signum) from None
+        finally:
+            self._hard -= 1
+
+    @contextmanager
+    def shield(self, say: str = "tearing down, waiting for that to finish") -> Iterator[None]:
+        """Note signals without raising (``say`` is printed when one comes), for teardown
+        and record writing; ``check`` raises them once the shield is down."""
         self._shielded += 1
+        said, self._say = self._say, say
         try:
             yield
         finally:
             self._shielded -= 1
+            self._say = said
+
+
+class _Hard(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 INTERRUPTS = Interrupts()

@@ -33,6 +33,7 @@ from composer.lock import Lock, resolve
 from composer.paths import composer_home
 from composer.providers import LOCK_FILE, provider_changes, providers_today
 from composer.record import RunsRepo, load_manifest
+from composer.records.guard import terminal_text
 from composer.records.read import REPO_HINT
 from composer.render import render
 from composer.result import Result
@@ -61,8 +62,11 @@ class Drift:
                 "detail": self.detail}
 
     def describe(self) -> str:
+        """Lines for a terminal: what the nodes or files named is escaped (a package's
+        name, a version, a file name may hold control characters)."""
         line = f"{self.kind}: {self.name}: {_shown(self.old)} -> {_shown(self.new)}"
-        return f"{line}\n{self.detail}" if self.detail else line
+        lines = [line, *self.detail.splitlines()] if self.detail else [line]
+        return "\n".join(terminal_text(text) for text in lines)
 
 
 class DriftError(ComposerError):
@@ -272,17 +276,18 @@ def verdict(recorded: Recorded, spec: Spec, staged: Path, result: Result,
         metrics += compare_metrics(name, old, new, spec.reproduce.tolerance_for)
     metric_files = set(spec.reproduce.metrics)
     status_same = result.status == recorded.result.get("status", "succeeded")
-    if drifts:
-        name = "drift"
-    elif not files and status_same:
-        name = "identical"
+    if not files and status_same:
+        outputs = "identical"
     elif (status_same and all(f.kind == "changed" and f.path in metric_files for f in files)
           and all(m.within for m in metrics)):
-        name = "within-tolerance"
+        outputs = "within-tolerance"
     else:
-        name = "differs"
+        outputs = "differs"
+    # Drift decides the verdict (exit 3); what the outputs gave is still said.
+    name = "drift" if drifts else outputs
     return {
-        "schema_version": 1, "verdict": name, "reproduces": recorded.run_id,
+        "schema_version": 1, "verdict": name, "outputs": outputs,
+        "reproduces": recorded.run_id,
         "run_id": result.run_id, "composer_version": __version__,
         "status": {"old": recorded.result.get("status"), "new": result.status},
         "drift": [d.to_dict() for d in drifts],
@@ -374,12 +379,14 @@ def _shown(value: Any) -> str:
 
 def format_verdict(v: dict[str, Any]) -> str:
     lines = [f"{v['verdict']}: run {v.get('run_id')} reproduces {v['reproduces']}"]
+    if v["verdict"] == "drift" and v.get("outputs"):
+        lines.append(f"  outputs: {v['outputs']} (run anyway with --allow-drift)")
     old_status = v.get("original_status")
     if old_status and old_status != v.get("status"):
         lines.append(f"  status: {old_status} -> {v.get('status')}")
     for d in v.get("drift", []):
-        lines.append(f"  drift {d['kind']}: {d['name']}: {_shown(d['old'])} -> "
-                     f"{_shown(d['new'])}")
+        lines.append(terminal_text(f"  drift {d['kind']}: {d['name']}: {_shown(d['old'])} -> "
+                                   f"{_shown(d['new'])}"))
     for f in v.get("files", []):
         lines.append(f"  {f['kind']} {f['path']}: {_shown(f['old_sha256'])} -> "
                      f"{_shown(f['new_sha256'])}")

@@ -27,7 +27,7 @@ from composer import containers, environment, launch
 from composer import facts as node_facts
 from composer.collect import collect_outputs, collect_timeout
 from composer.engine import make_engine, outputs_of
-from composer.errors import ComposerError, ExitCode, Interrupted
+from composer.errors import ComposerError, ExitCode, Interrupted, PreflightError
 from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
 from composer.jsonfile import write_json
@@ -120,6 +120,22 @@ class Run:
     # -- the run -------------------------------------------------------------
 
     def execute(self) -> RunOutcome:
+        # From the start: a signal during preflight ends the run with nothing made
+        # (Interrupted: exit 130/143, --json still answers); once the work dir exists,
+        # a signal is noted and the first stage raises it, so the run is recorded.
+        INTERRUPTS.install()
+        try:
+            with INTERRUPTS.hard():
+                self._check_first()
+            with INTERRUPTS.shield(say="interrupted; stopping at the first stage"):
+                self._open()
+        except BaseException:
+            INTERRUPTS.restore()
+            raise
+        return self._run()
+
+    def _check_first(self) -> None:
+        """What can fail before anything is made: preflight, the image, the settings."""
         self.pins = self.target.preflight(
             self.spec, self.replay.pins if self.replay is not None else None)
         self._preflight_container()
@@ -127,6 +143,9 @@ class Run:
         self.heartbeat_s = launch.heartbeat_interval(os.environ)
         self.collect_time_limit = collect_timeout(os.environ)
         self.repo.validate()
+
+    def _open(self) -> None:
+        """The work dir, the run's state and logs: from here on the run is recorded."""
         make_work_dir(self.work, self.staged)
         if self.secrets:
             write_check(self.work, self.secrets.values)
@@ -151,7 +170,8 @@ class Run:
             self.log.say(f"container: {self.image['runtime']} {self.image['ref']} "
                          f"({daemon}oci runtime {opts['oci_runtime'] or 'default'}, "
                          f"ulimits {opts['ulimits'] or 'default'})")
-        INTERRUPTS.install()
+
+    def _run(self) -> RunOutcome:
         started = time.monotonic()
         signum: int | None = None
         try:
@@ -184,6 +204,8 @@ class Run:
             return
         self.image = pin_container(self.spec)
         assert self.image is not None
+        if self.target.pulls_images:
+            check_pullable(self.image, self.target.name)
         self.container_options = containers.probe(
             box.runtime, self.image["ref"], composer_home() / "container-probe.json"
         )
@@ -334,7 +356,12 @@ class Run:
         self.state.held = list(alloc.held)
         self.state.save(self.work)
         runtime = self.target.prepare(self.run_id, spec, self.work, alloc, self.pins)
-        write_json(self.tf_dir / VAR_FILES[0], runtime)
+        # The run's var file holds the nodes' private host keys (cloud targets) and the
+        # state Terraform writes beside it their user-data: private, even in a copy.
+        os.chmod(self.tf_dir, 0o700)
+        var_file = self.tf_dir / VAR_FILES[0]
+        write_json(var_file, runtime)
+        os.chmod(var_file, 0o600)
 
     def base_env(self) -> dict[str, str]:
         addrs = [n.peer for n in self.nodes]
@@ -541,6 +568,21 @@ class Run:
             workload_exit_code=r.workload_exit_code, failed_node=r.failed_node,
             stage=None if r.status == "succeeded" else r.stage, failed_rank=r.failed_rank,
         )
+
+
+def check_pullable(pin: dict[str, Any], target: str) -> None:
+    """A target whose nodes pull the image needs one a registry serves, by its digest:
+    a locally built image (``localhost/…``, or one pinned by its Id) is refused before
+    anything is created or paid for."""
+    registry = str(pin["image"]).split("/", 1)[0] if "/" in str(pin["image"]) else ""
+    local = registry.split(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]")
+    if pin.get("pinned_by") != "digest" or local:
+        why = "a local name" if local else "pinned by its Id, not by a registry digest"
+        raise PreflightError(
+            f"container.image: {pin['image']} is {why}; the {target} nodes pull the image "
+            "from its registry and could not get it",
+            hint="push the image to a registry the nodes can reach, pull it here by that "
+                 "name, and set [container] image to it")
 
 
 def max_duration_line(spec: Spec) -> str:

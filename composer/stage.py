@@ -47,11 +47,13 @@ Say = Callable[[str], None]
 
 
 def _add(tar: tarfile.TarFile, source: Path, arcname: str) -> None:
-    info = tar.gettarinfo(str(source), arcname)
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = 0
+    """``source`` as a regular file: a symbolic link is shipped as what it points to,
+    the content the lock pinned (a node may not have the link's target)."""
     with open(source, "rb") as fh:
+        info = tar.gettarinfo(arcname=arcname, fileobj=fh)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
         tar.addfile(info, fh)
 
 

@@ -41,6 +41,20 @@ NODE_KEYS = ("name", "rank", "address", "port", "user", "host_key", "work_dir", 
 
 
 @dataclass(frozen=True)
+class GcRequest:
+    """``composer gc --target``: where to look and what may go.
+
+    ``runs_here``: the runs this machine has a work dir of, run id -> (its composer
+    process is alive, the cluster was kept with ``--keep``)."""
+
+    region: str | None
+    runs_here: dict[str, tuple[bool, bool]]
+    remove: bool = False
+    include_kept: bool = False
+    include_others: bool = False
+
+
+@dataclass(frozen=True)
 class Allocation:
     """What a run holds outside Terraform. ``held`` is JSON (saved in the run's state)."""
 
@@ -56,6 +70,9 @@ class Target(ABC):
     max_nodes: ClassVar[int]
     #: Seconds to wait for every node's sshd after apply.
     ssh_timeout: ClassVar[float] = 60.0
+    #: Nodes pull the container image from its registry (they are not this machine):
+    #: the image must be a registry's, pinned by its registry digest.
+    pulls_images: ClassVar[bool] = False
     #: The target's own spec section (``[aws]``: its fields and check), None without one.
     #: The spec checker reads it from the class: no target is instantiated to check a spec.
     section: ClassVar[Section | None] = None
@@ -102,11 +119,13 @@ class Target(ABC):
         """After destroy: stop what Terraform left; return what was stopped."""
         return []
 
-    def garbage(self, region: str | None, live_runs: set[str],
-                remove: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    def garbage(self, ask: GcRequest) -> tuple[list[dict[str, Any]], list[str]]:
         """``composer gc --target``: resources tagged with a run id whose run has no live
-        composer process here (``live_runs``) or whose expiry has passed; with ``remove``,
-        removed (each entry gains ``outcome``). Never an untagged resource. Returns the
-        resources and warnings (what could not be listed). The local target's leftovers
-        are found from work dirs instead (``composer/gc.py``)."""
+        composer process here or whose expiry has passed, each with the ``action`` gc
+        takes: ``remove`` for an expired run's and for a run of this machine whose process
+        died; ``skip (…)`` for a kept cluster and for another machine's run that has not
+        expired (unless asked for). With ``ask.remove`` the removable ones are removed
+        (``outcome``). Never an untagged resource. Returns the resources and warnings
+        (what could not be listed). The local target's leftovers are found from work dirs
+        instead (``composer/gc.py``)."""
         return [], []

@@ -39,12 +39,14 @@ def test_work_node_and_staging_dirs_are_private(composer: Composer, tmp_path: Pa
             work = marker.parent
             node = work / "nodes" / "node-0"
             dirs = [composer.home / "work", work, work / "record", work / "keys",
-                    work / "nodes", node, node / "work"]
+                    work / "nodes", node, node / "work", work / "tf"]
             modes = {str(d.relative_to(composer.home)): oct(mode(d)) for d in dirs}
+            var_file = mode(work / "tf" / "runtime.tfvars.json")
             marker.unlink()
             done = up.finish()
         assert done.returncode == 0, done.stderr
         assert modes == {name: oct(0o700) for name in modes}, modes
+        assert var_file == 0o600, oct(var_file)  # a cloud run's private host keys are in it
         assert_gone(composer, final_json(done.stdout)["run_id"])
 
 

@@ -194,7 +194,7 @@ def node(boot_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         mp.setenv("COMPOSER_HOME", str(tmp / "home"))
         keys = make_keys(tmp / "keys")
         expires = int(time.time()) + LIMIT_SECONDS
-        user_data = render(tmp / "tf", values_for(keys, expires, []))
+        user_data = render(tmp / "tf", values_for(keys, expires, BOOT_PACKAGES))
         options = probe("podman", boot_image)
     seed = tmp / "seed"
     seed.mkdir()
@@ -206,7 +206,10 @@ def node(boot_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         # An sshd already up on the image's own keys of every type, as on an image whose
         # sshd starts before cloud-init: cloud-init deletes those keys, writes the pinned
         # one, and its ssh_pwauth step restarts sshd (`service ssh restart` here).
-        early = in_node(name, "ssh-keygen -A && mkdir -p /run/sshd && /usr/sbin/sshd")
+        # The image's own Docker (as on a Deep Learning AMI): a stand-in `docker`.
+        early = in_node(name, "ssh-keygen -A && mkdir -p /run/sshd && /usr/sbin/sshd && "
+                              "printf '#!/bin/sh\\n' > /usr/local/bin/docker && "
+                              "chmod 0755 /usr/local/bin/docker")
         assert early.returncode == 0, early.stderr
         booted_at = time.time()
         for stage in ("init", "modules --mode config", "modules --mode final"):
@@ -216,6 +219,26 @@ def node(boot_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield Booted(name, port, keys, expires, expected, user_data)
     finally:
         podman("rm", "-f", "-t", "0", name, check=False)
+
+
+BOOT_PACKAGES = ["docker.io", "python3"]
+
+
+def test_packages_the_image_has_are_not_installed_again(node: Booted) -> None:
+    log = in_node(node.name, "cat /var/log/composer-boot.log").stdout
+    assert "package docker.io: already there" in log
+    assert "package python3: already there" in log
+    assert "installed" not in log
+    hook = in_node(node.name, "cat /var/lib/cloud/scripts/per-boot/composer-boot").stdout
+    assert "--package" not in hook  # packages once, not on every boot
+
+
+def test_a_package_name_that_is_not_one_is_refused(node: Booted) -> None:
+    common = f"--run-id {RUN_ID} --user {SSH_USER} --work-dir {WORK_DIR}"
+    done = in_node(node.name, f"/usr/local/sbin/composer-boot {common} --expires-at-epoch 0 "
+                              "--package 'jq;touch /tmp/owned'")
+    assert done.returncode != 0 and "not a package name" in done.stderr
+    assert in_node(node.name, "test -e /tmp/owned").returncode != 0
 
 
 def pinned(booted: Booted, host_key: str) -> Node:
@@ -242,7 +265,7 @@ def test_user_data_passes_cloud_init_schema(node: Booted, tmp_path: Path) -> Non
     assert with_packages.startswith("#cloud-config\n")
     # EC2 refuses user-data over 16 KiB (before base64).
     assert len(with_packages.encode()) < 16 * 1024
-    assert '"packages":' in with_packages and '"packages":' not in node.user_data
+    assert '"--package"' in with_packages and '"htop"' in with_packages
     assert "/opt/composer/venv/bin/pip" in with_packages
     assert "venv/bin/pip" not in node.user_data
     broken = node.user_data.replace('"ssh_deletekeys": true', '"ssh_deletekeys": 7')

@@ -4,6 +4,7 @@ user would point composer at one: ``AWS_ENDPOINT_URL`` in the environment."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from composer.state import RunState
 from composer.targets.aws import gc
 from composer.targets.aws.preflight import preflight
 from tests.conftest import Composer
@@ -27,6 +29,7 @@ boto3 = pytest.importorskip("boto3")
 
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 AMI = "ami-760aaa0f"
+DEAD_PID = 2 ** 22 + 7  # above Linux's largest pid: no such process
 
 
 def free_port() -> int:
@@ -106,35 +109,109 @@ def test_preflight_through_aws_endpoint_url(endpoint: str) -> None:
     assert pins["warnings"][0].startswith("could not read the vCPU quota L-1216C47A")
 
 
-def test_composer_gc_target_aws_lists_and_removes_through_the_cli(endpoint: str,
-                                                                  composer: Composer) -> None:
+def launch_expiring(ec2: Any, run_id: str, expires: str) -> str:
+    tag_list = [{"Key": gc.RUN_TAG, "Value": run_id}, {"Key": gc.EXPIRES_TAG, "Value": expires}]
+    answer = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+                               TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list}])
+    return str(answer["Instances"][0]["InstanceId"])
+
+
+def run_here(composer: Composer, run_id: str, keep: bool, pid: int) -> None:
+    """A work dir of this machine's, as composer up leaves it."""
+    RunState(run_id=run_id, job="j", engine="embedded", runs_repo=str(composer.runs), pid=pid,
+             started_at="2026-01-01T00:00:00Z", stage="run", applied=True, committed=True,
+             keep=keep, target="aws").save(_work(composer, run_id))
+
+
+def _work(composer: Composer, run_id: str) -> Path:
+    path = composer.home / "work" / run_id
+    path.mkdir(parents=True)
+    return path
+
+
+def test_composer_gc_target_aws_removes_only_what_is_over(endpoint: str,
+                                                          composer: Composer) -> None:
     ec2 = boto3.Session(region_name=REGION).client("ec2")
-    dead, untagged = launch(ec2, "run-gone"), launch(ec2, None)
+    ids = {
+        "died-here": launch(ec2, "run-died"),          # this machine's run, process gone
+        "kept": launch(ec2, "run-kept"),               # composer up --keep, process gone
+        "running": launch(ec2, "run-live"),            # composer still running here
+        "elsewhere": launch_expiring(ec2, "run-ci", "2999-01-01T00:00:00Z"),  # CI's, live
+        "expired": launch_expiring(ec2, "run-old", "2001-01-01T00:00:00Z"),   # anyone's
+    }
+    untagged = launch(ec2, None)
+    run_here(composer, "run-died", keep=False, pid=DEAD_PID)
+    run_here(composer, "run-kept", keep=True, pid=DEAD_PID)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        run_here(composer, "run-live", keep=False, pid=sleeper.pid)
+        listed = composer.run("gc", "--target", "aws", "--region", REGION, "--json")
+        assert listed.returncode == 0, listed.stderr
+        actions = {r["run_id"]: r["action"] for r in final_json(listed.stdout)["resources"]}
+        assert actions == {
+            "run-died": "remove", "run-old": "remove",
+            "run-kept": "skip (kept; --include-kept removes it)",
+            "run-ci": "skip (not started here, not expired; --include-others removes it)",
+        }, actions
 
-    listed = composer.run("gc", "--target", "aws", "--region", REGION, "--json")
-    assert listed.returncode == 0, listed.stderr
-    report = final_json(listed.stdout)
-    assert [(r["kind"], r["id"], r["run_id"]) for r in report["resources"]] == [
-        ("instance", dead, "run-gone")]
-    assert report["failed"] == 0 and "outcome" not in report["resources"][0]
-    assert report["warnings"] and "placement groups" in report["warnings"][0]
+        text = composer.run("gc", "--target", "aws", "--region", REGION)
+        assert f"instance {ids['died-here']}  run=run-died" in text.stdout
+        assert f"composer gc --target aws --region {REGION} --yes" in text.stdout
 
-    text = composer.run("gc", "--target", "aws", "--region", REGION)
-    assert f"instance {dead}  run=run-gone" in text.stdout
-    assert f"composer gc --target aws --region {REGION} --yes" in text.stdout
+        removed = composer.run("gc", "--target", "aws", "--region", REGION, "--yes", "--json")
+        assert removed.returncode == 0, removed.stderr
+        outcomes = {r["run_id"]: r.get("outcome")
+                    for r in final_json(removed.stdout)["resources"]}
+        assert outcomes == {"run-died": "removed", "run-old": "removed", "run-kept": None,
+                            "run-ci": None}
+        states = {i["InstanceId"]: i["State"]["Name"]
+                  for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+        assert states == {ids["died-here"]: "terminated", ids["expired"]: "terminated",
+                          ids["kept"]: "running", ids["running"]: "running",
+                          ids["elsewhere"]: "running", untagged: "running"}
 
-    removed = composer.run("gc", "--target", "aws", "--region", REGION, "--yes", "--json")
-    assert removed.returncode == 0, removed.stderr
-    assert [r["outcome"] for r in final_json(removed.stdout)["resources"]] == ["removed"]
-    states = {i["InstanceId"]: i["State"]["Name"]
-              for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
-    assert states == {dead: "terminated", untagged: "running"}
+        both = composer.run("gc", "--target", "aws", "--region", REGION, "--yes",
+                            "--include-kept", "--include-others", "--json")
+        assert both.returncode == 0, both.stderr
+        assert sorted(r["run_id"] for r in final_json(both.stdout)["resources"]
+                      if r.get("outcome") == "removed") == ["run-ci", "run-kept"]
+        assert {i["InstanceId"] for r in ec2.describe_instances(Filters=[
+            {"Name": "instance-state-name", "Values": ["running"]}])["Reservations"]
+            for i in r["Instances"]} == {ids["running"], untagged}
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
-def test_composer_gc_target_aws_needs_a_region(composer: Composer) -> None:
+def test_composer_gc_target_aws_region_comes_from_the_flag_or_aws_region(
+        endpoint: str, composer: Composer) -> None:
+    assert composer.run("gc", "--target", "aws", "--json", AWS_REGION=REGION).returncode == 0
+    typo = composer.run("gc", "--target", "aws", "--region", "us-eats-1", "--json")
+    assert typo.returncode == 2
+    assert final_json(typo.stdout)["error"] == \
+        "--region: unknown region 'us-eats-1'; did you mean 'us-east-1'?"
+
+
+def test_composer_gc_target_aws_needs_a_region(composer: Composer,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
     done = composer.run("gc", "--target", "aws", "--json")
     assert done.returncode == 2
-    assert "--region" in final_json(done.stdout)["error"]
+    answer = final_json(done.stdout)
+    assert "--region" in answer["error"] and "AWS_REGION" in answer["hint"]
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--target", "aws", "--region", REGION, "--runs-repo", "/tmp/x"], "--runs-repo"),
+    (["--region", REGION], "--region"),
+    (["--include-others"], "--include-others"),
+])
+def test_gc_flags_that_do_not_apply_are_refused(composer: Composer, args: list[str],
+                                                named: str) -> None:
+    done = composer.run("gc", *args, "--json")
+    assert done.returncode == 2, done.stdout
+    assert final_json(done.stdout)["error"].startswith(named)
 
 
 # -- composer up of an aws job, as far as this machine can take it ---------------------
@@ -223,5 +300,44 @@ def test_up_pins_preflight_and_provider_then_fails_at_apply_and_keeps_the_record
     # Nothing was created, and nothing of the run's is left here.
     assert instances(ec2) == []
     assert not (composer.home / "work" / run_id).exists()
-    for name in ("run.tfvars.json", "terraform.tfstate"):
+    for name in ("runtime.tfvars.json", "terraform.tfstate"):
         assert name not in composer.git("ls-tree", "-r", "--name-only", f"run/{run_id}")
+
+
+def test_up_refuses_a_local_image_the_nodes_could_not_pull(
+        endpoint: str, composer: Composer, tmp_path: Path, train_image: str) -> None:
+    job = aws_job(tmp_path)
+    text = job.read_text() + f'\n[container]\nruntime = "podman"\nimage = "{train_image}"\n'
+    job.write_text(text)
+    ec2 = boto3.Session(region_name=REGION).client("ec2")
+    done = composer.run("up", str(job), "--json")
+    assert done.returncode == 2, done.stderr
+    assert final_json(done.stdout)["error"].startswith(
+        f"container.image: {train_image} is a local name")
+    assert instances(ec2) == []
+    assert no_records(composer)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_preflight_answers_and_leaves_nothing(
+        aws_env: None, composer: Composer, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, signum: int, code: int) -> None:
+    with socket.socket() as silent:  # accepts, never answers: preflight waits on it
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        silent.settimeout(60)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        proc = subprocess.Popen(composer.argv("up", str(aws_job(tmp_path)), "--json"),
+                                env=composer.env(), cwd=composer.cwd, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        conn, _ = silent.accept()  # composer is in preflight, asking
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        conn.close()
+    assert proc.returncode == code, err
+    answer = final_json(out)
+    assert (answer["error"], answer["exit_code"], answer["run_id"]) == \
+        (f"interrupted by {signal.Signals(signum).name}", code, None)
+    assert not (composer.home / "work").exists() or not any((composer.home / "work").iterdir())
+    assert no_records(composer)

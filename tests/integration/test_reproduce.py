@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -148,11 +149,15 @@ def test_version_drift(composer: Composer, tmp_path: Path, section: str, kind: s
 def test_allow_drift_runs_and_records_it(composer: Composer, tmp_path: Path) -> None:
     job = make_job(tmp_path / "allowed")
     run_id = up(composer, job)
-    (tmp_path / "allowed" / "work.py").write_text(SCRIPT + "\n# edited\n")
+    (tmp_path / "allowed" / "work.py").write_text(textwrap.dedent(SCRIPT) + "\n# edited\n")
     done = composer.run("reproduce", run_id, "--allow-drift", "--json")
     assert done.returncode == 3, done.stderr[-3000:]
     out = final_json(done.stdout)
     assert out["verdict"] == "drift" and out["record"]
+    assert out["outputs"] == "identical", out  # the edit changed no result
+    text = composer.run("reproduce", run_id, "--allow-drift")
+    assert text.returncode == 3
+    assert "  outputs: identical (run anyway with --allow-drift)" in text.stdout
     result = json.loads(read_record(composer, out["run_id"], "result.json"))
     assert result["drift"] and result["drift"][0]["kind"] == "code"
     assert not sshd_processes(out["run_id"])

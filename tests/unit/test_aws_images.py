@@ -86,11 +86,15 @@ def test_a_missing_parameter_names_aws_image(session: Any) -> None:
         "aws.image: SSM parameter '/composer-test/nothing/here' not found in us-east-1")
 
 
-def test_a_parameter_that_is_not_an_ami(session: Any) -> None:
+def test_a_parameter_that_is_not_an_ami_is_refused_without_showing_its_value(
+        session: Any) -> None:
+    secret = "s3cr3t-hunter2\x1b[2J\x1b]0;pwned\x07"
     session.client("ssm", region_name=REGION).put_parameter(
-        Name="/composer-test/text", Value="hello", Type="String")
-    assert message(session, "ssm:/composer-test/text") == \
-        "aws.image: SSM parameter '/composer-test/text' holds 'hello', not an AMI id"
+        Name="/prod/db/password", Value=secret, Type="String")
+    said = message(session, "ssm:/prod/db/password")
+    assert said == ("aws.image: SSM parameter '/prod/db/password' holds something other "
+                    f"than an AMI id ({len(secret)} characters)")
+    assert "hunter2" not in said and "\x1b" not in said
 
 
 def test_an_unknown_ami(session: Any) -> None:

@@ -210,3 +210,25 @@ def test_diff_section(tmp_path: Path) -> None:
     text = format_diff({"a": "ra", "b": "rb", "sections": [section, environment_section(old, a)]})
     assert "== environment ==\npackage numpy: 1.26.4 -> 2.0.0\n" in text
     assert "environment.json: not recorded in a" in text
+
+
+def test_names_and_versions_from_a_node_are_escaped_for_the_terminal() -> None:
+    evil = "evil\x1b]0;PWNED\x07\x1b[2J"
+    old = nodes(env({evil: "1.0\x1b[31mRED"}))
+    new = nodes(env({evil: "2.0\x1b]52;c;ZWNobyBwd25lZA==\x07"}))
+    [change] = compare(old, new)
+    shown = change.describe()
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "\\x1b" in shown  # escaped, still readable
+    drift = env_drifts(old, new)[0].describe()
+    assert "\x1b" not in drift and "\x07" not in drift
+
+
+
+def test_composer_diff_escapes_package_names(tmp_path: Path) -> None:
+    evil = "evil\x1b]0;PWNED\x07"
+    a = write_record(tmp_path / "a", nodes(env({evil: "1.0"})))
+    b = write_record(tmp_path / "b", nodes(env({evil: "2.0\x1b[31m"})))
+    text = format_diff({"a": "ra", "b": "rb", "sections": [environment_section(a, b)]})
+    assert "package evil\\x1b]0;PWNED\\x07: 1.0 -> 2.0\\x1b[31m" in text
+    assert "\x1b" not in text and "\x07" not in text

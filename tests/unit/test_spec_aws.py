@@ -381,3 +381,16 @@ def test_random_aws_sections_give_spec_or_spec_error(
         return
     assert target == "aws" and isinstance(spec.target_config, AwsSpec)
     json.dumps(expanded(spec))
+
+
+@pytest.mark.parametrize(("cidr", "said"), [
+    ("0.0.0.0/00", 'write "0.0.0.0/00" as "0.0.0.0/0"'),
+    ("2001:DB8::/32", 'write "2001:DB8::/32" as "2001:db8::/32"'),
+    ("0::/0", 'write "0::/0" as "::/0"'),
+    ("::ffff:0.0.0.0/96", '"::ffff:0.0.0.0/96" is IPv4 written as IPv6; write the IPv4 block '
+                          '("0.0.0.0/0")'),
+    ("::ffff:203.0.113.0/120", 'is IPv4 written as IPv6; write the IPv4 block ("203.0.113.0/24")'),
+])
+def test_ssh_cidrs_are_written_one_way_per_block(job_dir: Path, cidr: str, said: str) -> None:
+    found = problems(job_dir, aws_doc(ssh_cidrs=[cidr]))
+    assert any(p.startswith("aws.ssh_cidrs[0]") and said in p for p in found), found

@@ -161,6 +161,24 @@ def test_pin_hash_is_the_tree_hash_of_the_shipped_files(tmp_path: Path,
     assert pin.content_sha256 == tree_sha256(job / "code")
 
 
+def test_a_symlinked_file_ships_as_the_content_the_lock_pins(tmp_path: Path,
+                                                              home_elsewhere: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("the content\n")
+    job = tmp_path / "job"
+    spec = _job(job)
+    (job / "link.txt").symlink_to(outside)
+    pin = pin_code(spec)
+    assert pin is not None
+    dest = staging.bundle(spec, tmp_path / "bundle.tar")
+    with tarfile.open(dest) as tar:
+        member = tar.getmember("link.txt")
+        assert member.isfile() and not member.issym()
+        shipped = tar.extractfile(member)
+        assert shipped is not None and shipped.read() == b"the content\n"
+    assert pin.content_sha256 == tree_sha256(job)
+
+
 def test_bundle_file_is_private(tmp_path: Path, home_elsewhere: Path) -> None:
     spec = _job(tmp_path / "job")
     old = os.umask(0)

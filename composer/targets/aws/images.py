@@ -116,7 +116,10 @@ def _from_parameter(session: Any, region: str, path: str) -> str:
         raise _failed(exc, "GetParameter") from exc
     if not AMI_ID.fullmatch(value):
         raise PreflightError(
-            f"{FIELD}: SSM parameter '{path}' holds '{value}', not an AMI id",
+            # Not the value itself: a parameter may hold anything (a password), and
+            # a job from someone else must not be able to print it.
+            f"{FIELD}: SSM parameter '{path}' holds something other than an AMI id "
+            f"({len(value)} characters)",
             hint="point aws.image at a parameter whose value is an ami-... id",
         )
     return value

@@ -46,11 +46,17 @@ def make_session(region: str) -> Any:
         return boto3.Session(region_name=region)
 
 
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 10, 30
+
+
 def client(session: Any, service: str, region: str) -> Any:
     """A client of ``service`` in ``region`` with composer's retry settings."""
     from botocore.config import Config
 
-    config = Config(retries=dict(RETRIES), user_agent_extra="composer")
+    # An endpoint that accepts and never answers fails in about two minutes (4 tries),
+    # not botocore's default of 60 s a read.
+    config = Config(retries=dict(RETRIES), user_agent_extra="composer",
+                    connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S)
     with calling(service, "client", error=PreflightError):
         return session.client(service, region_name=region, config=config)
 
@@ -138,6 +144,11 @@ def translate(exc: BaseException, service: str, operation: str,
             f"no usable AWS credentials ({service} {operation}: {describe(exc)})",
             hint=CREDENTIALS_HINT,
         )
+    if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError",
+                              "ProxyConnectionError", "SSLError"):
+        return error(f"AWS {service} {operation} failed: {describe(exc)}",
+                     hint="AWS cannot be reached from here: check the network, a proxy "
+                          "(HTTPS_PROXY) and AWS_ENDPOINT_URL if set")
     return error(f"AWS {service} {operation} failed: {describe(exc)}",
                  hint="check the region, the credentials' permissions (docs/targets/aws.md, "
                       "IAM policy) and AWS_ENDPOINT_URL if set")

@@ -212,7 +212,23 @@ def _cidr_problem(text: str) -> str | None:
         if network is not None:
             return f'{quote(text)} has host bits set; did you mean "{network}"?'
         return f'must be an IPv4 or IPv6 CIDR block such as "203.0.113.0/24", got {quote(text)}'
+    network = ipaddress.ip_network(text, strict=True)
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(MAPPED_V4):
+        # ::ffff:0.0.0.0/96 is every IPv4 address, spelt so that no rule says so.
+        return (f"{quote(text)} is IPv4 written as IPv6; write the IPv4 block "
+                f'("{_mapped_v4(network)}")')
+    if str(network) != text:
+        # The provider and AWS compare blocks as written: one spelling per block.
+        return f'write {quote(text)} as "{network}"'
     return None
+
+
+MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _mapped_v4(network: ipaddress.IPv6Network) -> ipaddress.IPv4Network:
+    first = network.network_address.ipv4_mapped or ipaddress.IPv4Address(0)
+    return ipaddress.IPv4Network(f"{first}/{max(0, network.prefixlen - 96)}")
 
 
 def _tags(c: Checker, value: Any, path: str) -> tuple[tuple[str, str], ...]:

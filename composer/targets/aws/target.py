@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from composer.keys import generate_keypair
 from composer.targets.aws.config import AwsSpec
 from composer.targets.aws.spec import AWS
-from composer.targets.base import Allocation, Target
+from composer.targets.base import Allocation, GcRequest, Target
 
 if TYPE_CHECKING:
     from composer.spec import Spec
@@ -55,6 +56,7 @@ class AwsTarget(Target):
     modules = ("aws-cluster",)
     max_nodes = 1000
     section = AWS
+    pulls_images = True
     # Boot, cloud-init and packages before sshd answers with the run's key.
     ssh_timeout = 900.0
 
@@ -67,8 +69,14 @@ class AwsTarget(Target):
             exact = replace(spec, target_config=replace(config, image=str(pinned["ami_id"])))
             pins = preflight(exact)
             pins["image"] = config.image
-            return pins
-        return preflight(spec)
+        else:
+            pins = preflight(spec)
+        for cidr in config.ssh_cidrs:
+            if cidr.endswith("/0"):
+                pins.setdefault("warnings", []).append(
+                    f"aws.ssh_cidrs: {cidr} lets every address reach the nodes' port 22 "
+                    "(they accept only the run's key); narrow it to where composer runs")
+        return pins
 
     def tfvars(self, spec: Spec) -> dict[str, Any]:
         from composer.targets.aws import render
@@ -106,8 +114,8 @@ class AwsTarget(Target):
         from composer.targets.aws.session import make_session
 
         region = _region_of(work_dir)
-        if region is None:
-            return []
+        if region is None or not (work_dir / "tf" / ".terraform").is_dir():
+            return []  # init never ran, so neither did apply: nothing was made
         session = make_session(region)
         left = gc.leftovers_of(session, region, work_dir.name)
         if not left:
@@ -122,23 +130,54 @@ class AwsTarget(Target):
         return [f"{item['kind']} {item['id']}" for item in done if item["removed"]]
 
 
-    def garbage(self, region: str | None, live_runs: set[str],
-                remove: bool) -> tuple[list[dict[str, Any]], list[str]]:
-        from composer.errors import UsageError
+    def garbage(self, ask: GcRequest) -> tuple[list[dict[str, Any]], list[str]]:
+        from composer.errors import PreflightError, UsageError
         from composer.targets.aws import gc
+        from composer.targets.aws.preflight import check_region
         from composer.targets.aws.session import make_session
 
+        region = ask.region or os.environ.get("AWS_REGION") or \
+            os.environ.get("AWS_DEFAULT_REGION")
         if not region:
             raise UsageError("composer gc --target aws needs --region, the region to look in",
-                             hint="add --region REGION (e.g. --region us-east-1)")
+                             hint="add --region REGION (e.g. --region us-east-1), or set "
+                                  "AWS_REGION")
         session = make_session(region)
+        try:
+            check_region(session, region)
+        except PreflightError as exc:
+            raise PreflightError(exc.message.replace("aws.region", "--region"),
+                                 hint=exc.hint) from None
         warnings: list[str] = []
-        items = gc.scan(session, region, live_runs, datetime.now(UTC), warnings)
-        if remove and items:
-            items = gc.remove(session, items)
+        live = {run for run, (alive, _kept) in ask.runs_here.items() if alive}
+        items = gc.scan(session, region, live, datetime.now(UTC), warnings)
+        for item in items:
+            item["action"] = _action(item, ask)
+        doomed = [item for item in items if item["action"] == "remove"]
+        if ask.remove and doomed:
+            done = {(i["kind"], i["id"]): i for i in gc.remove(session, doomed)}
             for item in items:
-                item["outcome"] = "removed" if item["removed"] else "failed"
+                result = done.get((item["kind"], item["id"]))
+                if result is not None:
+                    item["outcome"] = "removed" if result["removed"] else "failed"
+                    item["error"] = result["error"]
         return items, warnings
+
+
+def _action(item: dict[str, Any], ask: GcRequest) -> str:
+    """What gc does with a listed resource (see ``Target.garbage``)."""
+    run = item["run_id"]
+    here = ask.runs_here.get(run)
+    if here is not None and here[0]:
+        return "skip (running)"
+    if "expired at" in item["reason"]:
+        return "remove"
+    if here is None:
+        return "remove" if ask.include_others else \
+            "skip (not started here, not expired; --include-others removes it)"
+    if here[1] and not ask.include_kept:
+        return "skip (kept; --include-kept removes it)"
+    return "remove"
 
 
 def _region_of(work_dir: Path) -> str | None:

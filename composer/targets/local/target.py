@@ -213,7 +213,9 @@ class LocalTarget(Target):
         return {}
 
     def check_host(self, launcher: str) -> None:
-        """This machine can run the nodes: leases dir, sshd, and the launcher's tools."""
+        """This machine can run the nodes: the port setting, leases dir, sshd, and the
+        launcher's tools."""
+        local_port()
         os.close(open_leases_dir())
         if find_sshd() is None:
             where = os.environ.get("COMPOSER_SSHD")

@@ -10,11 +10,14 @@
 #      the limit is scheduled again (at least a minute away when it has passed);
 #   3. the run's work dir, 0700, owned by the login user;
 #   4. sshd serving the installed ed25519 host key (started, or restarted when the key
-#      it serves is another one).
+#      it serves is another one);
+#   5. each --package the node lacks, with apt-get or dnf (once: not on later boots). A
+#      package is skipped when what it provides is there already (an image's own
+#      Docker: installing docker.io over docker-ce would conflict).
 # Safe to run again. Logs to /var/log/composer-boot.log; never prints key material.
 #
 #   composer-boot --run-id ID --user USER --work-dir DIR --expires-at-epoch SECONDS
-#                 [--grace-minutes MINUTES]
+#                 [--grace-minutes MINUTES] [--package NAME]...
 set -eu
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
@@ -37,7 +40,7 @@ is_count() {
   case "$1" in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac
 }
 
-run_id="" user="" work_dir="" expires="" grace=0
+run_id="" user="" work_dir="" expires="" grace=0 packages=""
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || die "$1 needs a value"
   case "$1" in
@@ -46,6 +49,11 @@ while [ $# -gt 0 ]; do
     --work-dir) work_dir=$2 ;;
     --expires-at-epoch) expires=$2 ;;
     --grace-minutes) grace=$2 ;;
+    --package)
+      case "$2" in
+        '' | *[!A-Za-z0-9.+-]*) die "--package: not a package name: '$2'" ;;
+      esac
+      packages="$packages $2" ;;
     *) die "unknown argument: $1" ;;
   esac
   shift 2
@@ -160,4 +168,37 @@ while [ "$(served)" != "$want" ]; do
   [ "$tries" -lt 30 ] || die "sshd does not serve $HOST_KEY after 30 s"
   sleep 1
 done
-log "sshd serves $want; boot step done"
+log "sshd serves $want"
+
+# 5. Packages the node lacks.
+present() {
+  case "$1" in
+    docker.io | docker) command -v docker ;;
+    python3-venv) python3 -c 'import ensurepip' ;;
+    *) command -v "$1" || dpkg -s "$1" || rpm -q "$1" ;;
+  esac >/dev/null 2>&1
+}
+
+install_package() {
+  if command -v apt-get >/dev/null 2>&1; then
+    [ -n "${apt_updated:-}" ] || { apt-get update -q >/dev/null && apt_updated=1; } ||
+      die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null ||
+      die "apt-get install $1 failed"
+  elif command -v dnf >/dev/null 2>&1; then
+    case "$1" in docker.io) name=docker ;; python3-venv) name=python3 ;; *) name=$1 ;; esac
+    dnf install -y -q "$name" >/dev/null || die "dnf install $name failed"
+  else
+    die "no apt-get or dnf to install $1"
+  fi
+}
+
+for package in $packages; do
+  if present "$package"; then
+    log "package $package: already there"
+  else
+    install_package "$package"
+    log "package $package: installed"
+  fi
+done
+log "boot step done"
