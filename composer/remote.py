@@ -195,6 +195,10 @@ class _Stopping:
         return False
 
 
+#: After a command's exit status, how long its output may still be arriving.
+OUTPUT_GRACE_S = 2.0
+
+
 class Session:
     """One pinned SSH connection to one node."""
 
@@ -270,6 +274,7 @@ class Session:
         deadline = None if timeout is None else time.monotonic() + timeout
         splitter = LineSplitter(on_line) if on_line is not None else None
         stopping: _Stopping | None = None
+        exited_at: float | None = None
         while True:
             if channel.recv_ready():
                 chunk = channel.recv(65536)
@@ -279,8 +284,15 @@ class Session:
                 if splitter is not None:
                     splitter.feed(chunk)
                 continue
-            if channel.exit_status_ready() and not channel.recv_ready():
-                break
+            if channel.exit_status_ready():
+                # sshd may send the exit status before the last of the output: wait for
+                # the end of the output too, a while (a daemon the command left may hold
+                # it open for ever).
+                exited_at = exited_at or time.monotonic()
+                if channel.eof_received or time.monotonic() - exited_at > OUTPUT_GRACE_S:
+                    if not channel.recv_ready():
+                        break
+                    continue
             if channel.closed or not channel.get_transport().is_active():
                 raise SSHError(self.node.name, "connection to the node was lost")
             if stop is not None and stop.is_set():
@@ -291,7 +303,10 @@ class Session:
                 self._signal(channel, "TERM", kill)
                 channel.close()
                 raise TimeoutError(f"{self.node.name}: command timed out")
-            channel.status_event.wait(0.05)
+            if exited_at is None:
+                channel.status_event.wait(0.05)
+            else:
+                time.sleep(0.01)  # the status is in; the rest of the output may not be
         if splitter is not None:
             splitter.close()
         code = -1 if stopping is not None and stopping.gave_up else channel.recv_exit_status()

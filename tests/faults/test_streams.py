@@ -254,3 +254,4 @@ def test_loud_workload_logs_are_capped(composer: Composer, tmp_path: Path,
             assert result["logs_cut"][name]["size"] > 3_000_000
             assert result["logs_cut"][name]["cut"] > 2_900_000
         assert_gone(composer, run_id)
+
