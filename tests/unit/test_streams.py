@@ -107,6 +107,10 @@ class FakeChannel:
     def exit_status_ready(self) -> bool:
         return self.next is None
 
+    @property
+    def eof_received(self) -> bool:
+        return self.next is None
+
     def recv_exit_status(self) -> int:
         return 0
 
