@@ -42,7 +42,7 @@ def scan(include_kept: bool = False) -> list[Leftover]:
         nodes = len(node_processes(run_dir))
         try:
             state: RunState | None = RunState.load(run_dir)
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, AttributeError):
             state = None
         if state is None:
             if nodes:
@@ -73,10 +73,14 @@ def runs_here() -> dict[str, tuple[bool, bool]]:
     for run_dir in root.iterdir():
         try:
             state = RunState.load(run_dir)
-        except (OSError, ValueError, TypeError):
+            alive = process_alive(state.pid) and state.pid != os.getpid()
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue  # unreadable: says nothing of a run
+        if not isinstance(state.run_id, str):
             continue
-        found[state.run_id] = (process_alive(state.pid) and state.pid != os.getpid(),
-                               state.keep)
+        was_alive, was_kept = found.get(state.run_id, (False, False))
+        # Two dirs with one id (a copied work dir): alive if either is, kept if either is.
+        found[state.run_id] = (alive or was_alive, bool(state.keep) or was_kept)
     return found
 
 

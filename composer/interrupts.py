@@ -41,6 +41,12 @@ class Interrupts:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
+        self._shielded = 0
+
+    def hold(self, say: str = "tearing down, waiting for that to finish") -> None:
+        """From here until ``restore``: signals are only noted (teardown, then the record)."""
+        self._shielded += 1
+        self._say = say
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.signum is None:

@@ -65,7 +65,7 @@ class Drift:
         """Lines for a terminal: what the nodes or files named is escaped (a package's
         name, a version, a file name may hold control characters)."""
         line = f"{self.kind}: {self.name}: {_shown(self.old)} -> {_shown(self.new)}"
-        lines = [line, *self.detail.splitlines()] if self.detail else [line]
+        lines = [line, *self.detail.split("\n")] if self.detail else [line]
         return "\n".join(terminal_text(text) for text in lines)
 
 

@@ -9,6 +9,7 @@ so ``composer down`` can finish a run whose process died.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -179,19 +180,20 @@ class Run:
                 self._stages()
                 self._settle()
             except BaseException as exc:  # noqa: BLE001 - every failure ends in a record
-                signum = self._fail(exc)
+                with INTERRUPTS.shield(say="interrupted; tearing down after this failure"):
+                    signum = self._fail(exc)
                 self._after_failure()
             finally:
-                with INTERRUPTS.shield():
-                    try:
-                        self._teardown()
-                    except Exception as exc:  # noqa: BLE001 - the record must still be made
-                        self.result.teardown = {
-                            "status": "failed", "error": describe(exc),
-                            "hint": f"composer down {self.run_id} tries again"}
-                        self.log.say(f"[destroy] failed: {describe(exc)}")
-            with INTERRUPTS.shield():
-                return self._finish(started, signum)
+                # Held to the end: teardown, then the record, whatever signals come.
+                INTERRUPTS.hold()
+                try:
+                    self._teardown()
+                except Exception as exc:  # noqa: BLE001 - the record must still be made
+                    self.result.teardown = {
+                        "status": "failed", "error": describe(exc),
+                        "hint": f"composer down {self.run_id} tries again"}
+                    self.log.say(f"[destroy] failed: {describe(exc)}")
+            return self._finish(started, signum)
         finally:
             INTERRUPTS.restore()
             self.tf_log.close()
@@ -304,9 +306,16 @@ class Run:
             raise collected.error
 
     def _after_failure(self) -> None:
-        """What a run that stopped early still owes its record: a workload stopped at
-        max_duration leaves what it wrote (a checkpoint): collected; otherwise the
-        outputs are not collected, and the user is told so."""
+        """What a run that stopped early still owes its record (see ``_collect_late``);
+        a signal meanwhile ends it there, on to teardown."""
+        try:
+            self._collect_late()
+        except (Interrupted, KeyboardInterrupt):
+            self.log.log.write(f"{now_iso()} interrupted after the failure; tearing down\n")
+
+    def _collect_late(self) -> None:
+        """A workload stopped at max_duration leaves what it wrote (a checkpoint):
+        collected; otherwise the outputs are not collected, and the user is told so."""
         r = self.result
         if not self.spec.outputs.paths or r.stage not in ("run", "collect"):
             return
@@ -574,8 +583,7 @@ def check_pullable(pin: dict[str, Any], target: str) -> None:
     """A target whose nodes pull the image needs one a registry serves, by its digest:
     a locally built image (``localhost/…``, or one pinned by its Id) is refused before
     anything is created or paid for."""
-    registry = str(pin["image"]).split("/", 1)[0] if "/" in str(pin["image"]) else ""
-    local = registry.split(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]")
+    local = _local_registry(str(pin["image"]))
     if pin.get("pinned_by") != "digest" or local:
         why = "a local name" if local else "pinned by its Id, not by a registry digest"
         raise PreflightError(
@@ -583,6 +591,25 @@ def check_pullable(pin: dict[str, Any], target: str) -> None:
             "from its registry and could not get it",
             hint="push the image to a registry the nodes can reach, pull it here by that "
                  "name, and set [container] image to it")
+
+
+def _local_registry(image: str) -> bool:
+    """Whether ``image`` names a registry on this machine (loopback or any-address, by
+    name or number, with or without a port): one the nodes cannot reach."""
+    if "/" not in image:
+        return False  # a Docker Hub name
+    host = image.split("/", 1)[0].lower()
+    if host.startswith("["):  # [::1]:5000
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:  # localhost:5000
+        host = host.split(":", 1)[0]
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def max_duration_line(spec: Spec) -> str:

@@ -40,6 +40,9 @@ class RunState:
     @classmethod
     def load(cls, work_dir: Path) -> RunState:
         data: dict[str, Any] = json.loads((work_dir / STATE_FILE).read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("run_id"), str) or \
+                not isinstance(data.get("pid"), int) or isinstance(data.get("pid"), bool):
+            raise ValueError(f"{work_dir / STATE_FILE}: not a run's state")
         if "blocks" in data and "held" not in data:  # written before targets were a package
             data["held"] = data.pop("blocks")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}

@@ -11,7 +11,6 @@ had been read, and composer.log keeps every line.
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import os
 from typing import IO
@@ -38,8 +37,9 @@ class Terminal(io.TextIOBase):
                 self._lost(exc)
 
     def _lost(self, exc: OSError) -> None:
-        if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
-            raise exc
+        # A closed pipe (EPIPE), a full device (ENOSPC, >/dev/full), anything: the
+        # terminal is a courtesy, composer.log keeps every line.
+        del exc
         self.gone = True
         with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -61,10 +61,22 @@ class Terminal(io.TextIOBase):
 
 
 def guard_std_streams() -> None:
-    """Wrap ``sys.stdout`` and ``sys.stderr`` (once)."""
+    """Wrap ``sys.stdout`` and ``sys.stderr`` (once). One that was closed when composer
+    started (``2>&-``: Python makes it None) writes to /dev/null, and its descriptor is
+    taken by /dev/null too, so no file composer opens lands on it."""
     import sys
 
-    for name in ("stdout", "stderr"):
+    for fd, name in ((1, "stdout"), (2, "stderr")):
         stream = getattr(sys, name)
-        if stream is not None and not isinstance(stream, Terminal):
+        if stream is None:
+            stream = open(_null_on(fd), "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        if not isinstance(stream, Terminal):
             setattr(sys, name, Terminal(stream))
+
+
+def _null_on(fd: int) -> int:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if devnull != fd:
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return fd

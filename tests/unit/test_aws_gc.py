@@ -89,7 +89,8 @@ def test_scan_lists_only_tagged_resources_of_dead_or_expired_runs(
     ]
     assert found[0] == {"kind": "instance", "id": ids["dead"], "name": "", "region": REGION,
                         "run_id": "dead1", "job": "demo", "expires_at": "none",
-                        "state": "running", "reason": found[0]["reason"]}
+                        "state": "running", "reason": found[0]["reason"], "expired": False}
+    assert [i["expired"] for i in found] == [False, True, False, False]
 
 
 def test_both_reasons_are_given(session: Any, world: dict[str, Any]) -> None:
@@ -162,8 +163,8 @@ def test_expiry(text: str | None, expected: datetime | None) -> None:
 def test_an_unreadable_expiry_does_not_expire() -> None:
     item = {"run_id": "r1", "expires_at": "tomorrow"}
     assert gc.reason(item, {"r1"}, NOW) == ""
-    assert gc.reason({**item, "expires_at": (NOW - timedelta(seconds=1)).isoformat()},
-                     {"r1"}, NOW).startswith("expired at ")
+    past = (NOW - gc.EXPIRY_GRACE - timedelta(seconds=1)).isoformat()
+    assert gc.reason({**item, "expires_at": past}, {"r1"}, NOW).startswith("expired at ")
 
 
 # -- placement groups through botocore's Stubber ------------------------------------------
@@ -262,3 +263,22 @@ def test_an_efa_clusters_launch_template_is_collected_after_its_instances(
     assert all(item["removed"] for item in done), done
     left = {t["LaunchTemplateId"] for t in ec2.describe_launch_templates()["LaunchTemplates"]}
     assert left == {untagged}
+
+
+def test_expired_means_past_the_tag_and_the_nodes_own_grace() -> None:
+    just_past = {"run_id": "r", "expires_at": (NOW - timedelta(minutes=5)).isoformat()}
+    long_past = {"run_id": "r", "expires_at": (NOW - timedelta(minutes=31)).isoformat()}
+    assert not gc.expired(just_past, NOW)  # the nodes may still be collecting
+    assert gc.expired(long_past, NOW)
+    assert not gc.expired({"run_id": "r", "expires_at": "none"}, NOW)
+
+
+def test_the_action_goes_by_the_expiry_not_by_words_in_a_tag() -> None:
+    from composer.targets.aws.target import _action
+    from composer.targets.base import GcRequest
+
+    ask = GcRequest("us-east-1", {})
+    item = {"run_id": "r expired at never", "expires_at": "none"}
+    item = {**item, "reason": gc.reason(item, set(), NOW), "expired": gc.expired(item, NOW)}
+    assert "expired at" in item["reason"]  # the run id says so, the tag does not
+    assert _action(item, ask).startswith("skip (not started here")

@@ -22,7 +22,7 @@ from composer.environment import (
     parse,
     workload_env,
 )
-from composer.reproduce import DriftError, env_drifts
+from composer.reproduce import Drift, DriftError, env_drifts
 from composer.spec import parse_spec
 
 
@@ -232,3 +232,12 @@ def test_composer_diff_escapes_package_names(tmp_path: Path) -> None:
     text = format_diff({"a": "ra", "b": "rb", "sections": [environment_section(a, b)]})
     assert "package evil\\x1b]0;PWNED\\x07: 1.0 -> 2.0\\x1b[31m" in text
     assert "\x1b" not in text and "\x07" not in text
+
+
+def test_hidden_and_line_breaking_characters_are_escaped_too() -> None:
+    said = Drift("environment", "packages.a\u202eb", "1\u200b", "2\x85x",
+                 "line one\x85still one\u2028same").describe()
+    assert said.count("\n") == 1, said  # the drift line, then its one detail line
+    for hidden in ("\u202e", "\u200b", "\x85", "\u2028"):
+        assert hidden not in said
+    assert "\\u202e" in said and "\\x85" in said

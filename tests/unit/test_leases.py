@@ -121,3 +121,27 @@ def test_lease_of_another_user_counts_as_taken(shared_dir: Path) -> None:
     assert "Traceback" not in done.stderr
     assert done.stdout.strip() != theirs.name
     assert theirs.exists() and json.loads(theirs.read_text())["run_id"] == "root-run"
+
+
+def test_runs_here_reads_through_copies_and_junk(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import os
+
+    from composer.gc import runs_here
+
+    monkeypatch.setenv("COMPOSER_HOME", str(tmp_path / "home"))
+    work = tmp_path / "home" / "work"
+
+    def state(name: str, **data: object) -> None:
+        (work / name).mkdir(parents=True)
+        (work / name / "state.json").write_text(json.dumps(data))
+
+    common = {"job": "j", "engine": "embedded", "runs_repo": "/r", "started_at": "t"}
+    state("a-live", run_id="dup", pid=os.getppid(), **common)
+    state("b-dead-copy", run_id="dup", pid=2 ** 22 + 7, keep=True, **common)
+    (work / "c-list").mkdir()
+    (work / "c-list" / "state.json").write_text("[1, 2]")
+    state("d-odd-id", run_id=[1], pid=1, **common)
+    state("e-odd-pid", run_id="odd", pid="x", **common)
+    assert runs_here() == {"dup": (True, True)}

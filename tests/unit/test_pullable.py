@@ -22,6 +22,12 @@ def test_a_registry_image_pinned_by_digest_is_pullable(image: str) -> None:
 @pytest.mark.parametrize(("image", "pinned_by", "why"), [
     ("localhost/composer-train:latest", "digest", "a local name"),
     ("localhost:5000/train:1", "digest", "a local name"),
+    ("LOCALHOST/x:1", "digest", "a local name"),
+    ("localhost.localdomain/x:1", "digest", "a local name"),
+    ("[::1]/x:1", "digest", "a local name"),
+    ("[::1]:5000/x:1", "digest", "a local name"),
+    ("127.0.0.2:5000/x:1", "digest", "a local name"),
+    ("0.0.0.0:5000/x:1", "digest", "a local name"),
     ("composer-train:latest", "id", "pinned by its Id"),
 ])
 def test_a_local_image_is_refused_naming_the_field(image: str, pinned_by: str,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from composer.errors import ComposerError
@@ -28,6 +28,9 @@ RUN_TAG = "composer:run-id"
 JOB_TAG = "composer:job"
 EXPIRES_TAG = "composer:expires-at"
 NEVER = "none"
+#: The nodes power off this long after ``expires-at`` (modules/aws-cluster's
+#: grace_minutes): a run is over for gc only then.
+EXPIRY_GRACE = timedelta(minutes=30)
 INSTANCE, SECURITY_GROUP, PLACEMENT_GROUP = "instance", "security-group", "placement-group"
 LAUNCH_TEMPLATE = "launch-template"  # an EFA cluster's (modules/aws-cluster)
 KINDS = (INSTANCE, LAUNCH_TEMPLATE, SECURITY_GROUP, PLACEMENT_GROUP)  # the order of removal
@@ -50,7 +53,7 @@ def scan(session: Any, region: str, live_run_ids: set[str], now: datetime,
     for item in tagged(session, region, [{"Name": "tag-key", "Values": [RUN_TAG]}], warnings):
         why = reason(item, live_run_ids, now)
         if why:
-            found.append({**item, "reason": why})
+            found.append({**item, "reason": why, "expired": expired(item, now)})
     return found
 
 
@@ -61,11 +64,17 @@ def leftovers_of(session: Any, region: str, run_id: str) -> list[dict[str, Any]]
             if item["run_id"] == run_id]
 
 
+def expired(item: dict[str, Any], now: datetime) -> bool:
+    """Past its ``expires-at`` and the grace the nodes themselves keep after it (by then
+    they have powered off: whatever is left is certainly over)."""
+    expires = expiry(item.get("expires_at"))
+    return expires is not None and expires + EXPIRY_GRACE <= now
+
+
 def reason(item: dict[str, Any], live_run_ids: set[str], now: datetime) -> str:
     """Why ``item`` is garbage ("" when it is not)."""
     reasons = []
-    expires = expiry(item.get("expires_at"))
-    if expires is not None and expires <= now:
+    if expired(item, now):
         reasons.append(f"expired at {item['expires_at']}")
     if item["run_id"] not in live_run_ids:
         reasons.append(f"run {item['run_id']} has no live composer process here")

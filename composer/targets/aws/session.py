@@ -46,14 +46,14 @@ def make_session(region: str) -> Any:
         return boto3.Session(region_name=region)
 
 
-CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 10, 30
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 10, 15
 
 
 def client(session: Any, service: str, region: str) -> Any:
     """A client of ``service`` in ``region`` with composer's retry settings."""
     from botocore.config import Config
 
-    # An endpoint that accepts and never answers fails in about two minutes (4 tries),
+    # An endpoint that accepts and never answers fails in about a minute (4 tries),
     # not botocore's default of 60 s a read.
     config = Config(retries=dict(RETRIES), user_agent_extra="composer",
                     connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S)

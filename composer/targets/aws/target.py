@@ -44,11 +44,13 @@ def aws_config(spec: Spec) -> AwsSpec:
 
 
 def expiry(spec: Spec, now: float) -> int:
-    """Epoch second at which the run's ``max_duration`` ends (0: no limit): the
-    ``composer:expires-at`` tag; each node powers itself off the module's
-    ``grace_minutes`` (30) later, time for composer to collect and destroy first."""
+    """Epoch second by which the run's ``max_duration`` has ended (0: no limit): the
+    ``composer:expires-at`` tag. The limit runs from the workload's start, after the
+    nodes booted, so the boot allowance (``ssh_timeout``) is added; each node powers
+    itself off the module's ``grace_minutes`` (30) later, time for composer to collect
+    and destroy first, and gc waits as long."""
     limit = spec.limits.max_duration
-    return 0 if limit is None else int(now + limit)
+    return 0 if limit is None else int(now + AwsTarget.ssh_timeout + limit)
 
 
 class AwsTarget(Target):
@@ -170,7 +172,7 @@ def _action(item: dict[str, Any], ask: GcRequest) -> str:
     here = ask.runs_here.get(run)
     if here is not None and here[0]:
         return "skip (running)"
-    if "expired at" in item["reason"]:
+    if item.get("expired"):
         return "remove"
     if here is None:
         return "remove" if ask.include_others else \
