@@ -53,11 +53,6 @@ class Node:
         """The address the other nodes (mpirun, the workload) use for this node."""
         return self.peer_address or self.address
 
-    @property
-    def known_hosts_line(self) -> str:
-        kind, blob = self.host_key.split()[:2]
-        return f"{host_id(self.address, self.port)} {kind} {blob}"
-
 
 def host_id(address: str, port: int) -> str:
     """A host as known_hosts names it: the bare address on port 22, else ``[address]:port``."""

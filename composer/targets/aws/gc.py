@@ -244,29 +244,36 @@ def _remove_security_groups(ec2: Any, region: str, items: list[dict[str, Any]],
                             deadline: float) -> list[str | None]:
     id_filter = [{"Name": "group-id", "Values": [item["id"] for item in items]},
                  {"Name": "tag-key", "Values": [RUN_TAG]}]
-    confirmed = _still_tagged(_security_groups(ec2, region, id_filter), items)
-    return [_retrying(lambda gid=item["id"]: ec2.delete_security_group(GroupId=gid),
-                      "DeleteSecurityGroup", deadline) if item["id"] in confirmed else LEFT_ALONE
-            for item in items]
+    return _delete_confirmed(items, _security_groups(ec2, region, id_filter), deadline,
+                             "DeleteSecurityGroup",
+                             lambda item: ec2.delete_security_group(GroupId=item["id"]))
 
 
 def _remove_launch_templates(ec2: Any, region: str, items: list[dict[str, Any]],
                              deadline: float) -> list[str | None]:
     id_filter = [{"Name": "tag-key", "Values": [RUN_TAG]}]
-    confirmed = _still_tagged(_launch_templates(ec2, region, id_filter), items)
-    return [_retrying(lambda lt=item["id"]: ec2.delete_launch_template(LaunchTemplateId=lt),
-                      "DeleteLaunchTemplate", deadline) if item["id"] in confirmed else LEFT_ALONE
-            for item in items]
+    return _delete_confirmed(items, _launch_templates(ec2, region, id_filter), deadline,
+                             "DeleteLaunchTemplate",
+                             lambda item: ec2.delete_launch_template(LaunchTemplateId=item["id"]))
 
 
 def _remove_placement_groups(ec2: Any, region: str, items: list[dict[str, Any]],
                              deadline: float) -> list[str | None]:
     name_filter = [{"Name": "group-name", "Values": [item["name"] for item in items]},
                    {"Name": "tag-key", "Values": [RUN_TAG]}]
-    confirmed = _still_tagged(_placement_groups(ec2, region, name_filter), items)
-    return [_retrying(lambda name=item["name"]: ec2.delete_placement_group(GroupName=name),
-                      "DeletePlacementGroup", deadline) if item["id"] in confirmed else LEFT_ALONE
-            for item in items]
+    return _delete_confirmed(items, _placement_groups(ec2, region, name_filter), deadline,
+                             "DeletePlacementGroup",
+                             lambda item: ec2.delete_placement_group(GroupName=item["name"]))
+
+
+def _delete_confirmed(items: list[dict[str, Any]], current: list[dict[str, Any]],
+                      deadline: float, operation: str,
+                      delete: Callable[[dict[str, Any]], Any]) -> list[str | None]:
+    """``delete`` each item a fresh listing (``current``) still shows with its run id;
+    the others are left alone. The error text per item, or None when deleted."""
+    confirmed = _still_tagged(current, items)
+    return [_retrying(lambda item=item: delete(item), operation, deadline)
+            if item["id"] in confirmed else LEFT_ALONE for item in items]
 
 
 def _retrying(call: Callable[[], Any], operation: str, deadline: float) -> str | None:

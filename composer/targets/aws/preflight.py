@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from composer.errors import PreflightError, Problem
 from composer.targets.aws.images import Image, resolve_image
+from composer.targets.aws.render import aws_section
 from composer.targets.aws.session import (
     FALLBACK_REGION,
     account_id,
@@ -121,7 +122,7 @@ def type_info(raw: dict[str, Any]) -> TypeInfo:
 def preflight(spec: Spec, session: Any = None) -> dict[str, Any]:
     """Check ``spec``'s ``[aws]`` section against AWS; return the pins for the lock."""
     import_boto3()
-    aws: AwsSpec = spec.target_config
+    aws = aws_section(spec)
     session = session if session is not None else make_session(aws.region)
     account = account_id(session, aws.region)
     check_region(session, aws.region)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from composer.keys import generate_keypair
-from composer.targets.aws.config import AwsSpec
+from composer.targets.aws import render
 from composer.targets.aws.spec import AWS
 from composer.targets.base import Allocation, GcRequest, Target
 
@@ -35,12 +35,6 @@ BOOT_WAIT = ("code=0; cloud-init status --wait >/dev/null 2>&1 || code=$?; "
              "if [ $code -ne 0 ] && [ $code -ne 2 ]; then cloud-init status --long; "
              "exit 1; fi; test -f /var/lib/cloud/instance/boot-finished")
 NODE_PATH = f"{NODE_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def aws_config(spec: Spec) -> AwsSpec:
-    config = spec.target_config
-    assert isinstance(config, AwsSpec), "an aws spec carries its [aws] section"
-    return config
 
 
 def expiry(spec: Spec, now: float) -> int:
@@ -65,7 +59,7 @@ class AwsTarget(Target):
     def preflight(self, spec: Spec, pinned: dict[str, Any] | None = None) -> dict[str, Any]:
         from composer.targets.aws.preflight import preflight
 
-        config = aws_config(spec)
+        config = render.aws_section(spec)
         if pinned and pinned.get("ami_id"):
             # The exact run: the AMI it used, whatever its alias resolves to now.
             exact = replace(spec, target_config=replace(config, image=str(pinned["ami_id"])))
@@ -81,14 +75,10 @@ class AwsTarget(Target):
         return pins
 
     def tfvars(self, spec: Spec) -> dict[str, Any]:
-        from composer.targets.aws import render
-
         return render.tfvars(spec)
 
     def prepare(self, run_id: str, spec: Spec, work_dir: Path, alloc: Allocation,
                 pins: dict[str, Any]) -> dict[str, Any]:
-        from composer.targets.aws import render
-
         client_pub = generate_keypair(work_dir / "keys" / "client", f"composer-{run_id}")
         host_keys = []
         for rank in range(spec.cluster.nodes):
