@@ -236,8 +236,7 @@ class Run:
             self.engine.init(self.tf_dir, self.tf_log)
             providers = keep_lock_file(self.tf_dir, self.staged / "infra")
             if providers:
-                self.lock_data["providers"] = providers
-                write_json(self.staged / "lock.json", self.lock_data)
+                self._pin("providers", providers)
         self.state.applied = True
         self.state.save(self.work)
         with self.stage("apply"):
@@ -287,12 +286,17 @@ class Run:
         else:
             found = environment.record_nodes(self.sessions, env)
         write_json(self.staged / environment.ENV_FILE, found.to_dict())
-        self.lock_data[ENVIRONMENT_KEY] = found.lock_pin()
-        write_json(self.staged / "lock.json", self.lock_data)
+        self._pin(ENVIRONMENT_KEY, found.lock_pin())
         for line in found.warnings():
             self.log.say(f"warning: {line}")
         if self.replay is not None and self.replay.after_facts is not None:
             self.replay.after_facts(found, self.result)
+
+    def _pin(self, key: str, value: Any) -> None:
+        """A pin known only after render (the providers ``init`` chose, the nodes'
+        environment), added to the staged ``lock.json``."""
+        self.lock_data[key] = value
+        write_json(self.staged / "lock.json", self.lock_data)
 
     def _collect(self) -> None:
         collected = collect_outputs(self.sessions, self.spec.outputs, self.staged,
