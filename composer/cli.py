@@ -346,13 +346,14 @@ def _gc_target(name: str, ask: GcRequest, as_json: bool, debug: bool) -> None:
     items, warnings = _call(lambda: get_target(name).garbage(ask), as_json, debug)
     failed = [item for item in items if item.get("outcome") == "failed"]
     if as_json:
-        _emit({"target": name, "region": ask.region, "resources": items,
+        where = {"project": ask.project} if name == "gcp" else {"region": ask.region}
+        _emit({"target": name, **where, "resources": items,
                "warnings": warnings, "failed": len(failed)})
     else:
         for warning in warnings:
             print(f"composer: warning: {warning}", file=sys.stderr)
         if not items:
-            print(f"nothing to collect in {name} {ask.region or ''}".rstrip())
+            print(f"nothing to collect in {name} {ask.project or ask.region or ''}".rstrip())
         for item in items:
             outcome = f" -> {item['outcome']}" if "outcome" in item else ""
             error = f": {item['error']}" if item.get("error") else ""
@@ -362,6 +363,7 @@ def _gc_target(name: str, ask: GcRequest, as_json: bool, debug: bool) -> None:
             import shlex
 
             flags = ["--target", name] + (["--region", ask.region] if ask.region else [])
+            flags += ["--project", ask.project] if ask.project else []
             flags += ["--include-kept"] if ask.include_kept else []
             flags += ["--include-others"] if ask.include_others else []
             print(f"run composer gc {shlex.join(flags)} --yes to remove them")
@@ -384,11 +386,15 @@ def gc(
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option("--target", help="a cloud target (aws): list resources tagged with a "
-                     "run id whose run is over, in --region"),
+        typer.Option("--target", help="a cloud target (aws, gcp): list resources labelled "
+                     "with a run id whose run is over, in --region (aws) or --project (gcp)"),
     ] = None,
     region: Annotated[
-        str | None, typer.Option("--region", help="with --target (default: AWS_REGION)")
+        str | None, typer.Option("--region", help="with --target aws (default: AWS_REGION)")
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="with --target gcp (default: "
+                                 "GOOGLE_CLOUD_PROJECT)")
     ] = None,
     include_others: Annotated[
         bool, typer.Option("--include-others", help="with --target: also unexpired runs "
@@ -405,13 +411,20 @@ def gc(
             _fail(UsageError("--runs-repo does not apply with --target: cloud resources "
                              "are removed, no record is written",
                              hint="leave out --runs-repo"), as_json, debug)
-        ask = GcRequest(region, runs_here(), yes, include_kept, include_others)
+        wrong = {"aws": ("--project", project), "gcp": ("--region", region)}.get(target)
+        if wrong is not None and wrong[1] is not None:
+            _fail(UsageError(f"{wrong[0]} does not apply with --target {target}",
+                             hint="--region goes with --target aws, --project with "
+                                  "--target gcp"), as_json, debug)
+        ask = GcRequest(region, runs_here(), yes, include_kept, include_others, project)
         _gc_target(target, ask, as_json, debug)
         return
-    if region is not None or include_others:
-        flag = "--region" if region is not None else "--include-others"
+    if region is not None or project is not None or include_others:
+        flag = "--region" if region is not None else \
+            "--project" if project is not None else "--include-others"
         _fail(UsageError(f"{flag} applies only with --target",
-                         hint="add --target aws, or leave it out"), as_json, debug)
+                         hint="add --target aws or --target gcp, or leave it out"),
+              as_json, debug)
     report = _call(lambda: collect_garbage(yes, include_kept, runs_repo), as_json, debug)
     failed = [item for item in report if item.get("outcome") == "failed"]
     if as_json:

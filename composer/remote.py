@@ -372,8 +372,13 @@ class Session:
 
 
 def wait_for_ssh(nodes: list[Node], key_path: Path, overall_timeout: float = 60.0,
-                 user: str | None = None) -> list[Session]:
-    """Connect to every node in parallel, retrying until ``overall_timeout``."""
+                 user: str | None = None, settle: bool = False) -> list[Session]:
+    """Connect to every node in parallel, retrying until ``overall_timeout``.
+
+    A host key that is not the pinned one is refused at once, unless ``settle``: a
+    node whose boot installs the run's key after its sshd started answers with the
+    image's own key for a while. Paramiko checks the host key before it authenticates,
+    so such a node is sent nothing; it is asked again until ``overall_timeout``."""
     deadline = time.monotonic() + overall_timeout
 
     def attempt(node: Node) -> Session:
@@ -384,12 +389,21 @@ def wait_for_ssh(nodes: list[Node], key_path: Path, overall_timeout: float = 60.
             try:
                 session.connect(timeout=min(10.0, max(1.0, deadline - time.monotonic())))
                 return session
-            except SSHError:
-                raise
+            except SSHError as exc:
+                if not settle:
+                    raise
+                last = exc
+                tries += 1
+                time.sleep(min(2.0, 0.1 * 1.3 ** tries))
+                continue
             except (TimeoutError, OSError, paramiko.SSHException, EOFError) as exc:
                 last = exc
                 tries += 1  # fast at first (a local sshd), then every 2 s (a booting VM)
                 time.sleep(min(2.0, 0.1 * 1.3 ** tries))
+        if isinstance(last, SSHError):
+            said = last.message.removeprefix(f"{node.name}: ")
+            raise SSHError(node.name, f"{said} (still, after {overall_timeout:.0f}s)",
+                           hint=last.hint)
         raise SSHError(
             node.name, f"no SSH on {node.address}:{node.port} after {overall_timeout:.0f}s: {last}"
         )

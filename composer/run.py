@@ -247,7 +247,8 @@ class Run:
             write_json(self.work / "inventory.json", outputs["nodes"])
         with self.stage("wait_for_ssh"):
             self.sessions = wait_for_ssh(self.nodes, self.work / "keys" / "client",
-                                         self.target.ssh_timeout)
+                                         self.target.ssh_timeout,
+                                         settle=self.target.host_key_settles)
             ready = self.target.ready_command()
             if ready is not None:
                 fan_out(lambda s: s.check(ready, timeout=self.target.ssh_timeout),

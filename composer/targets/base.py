@@ -45,13 +45,15 @@ class GcRequest:
     """``composer gc --target``: where to look and what may go.
 
     ``runs_here``: the runs this machine has a work dir of, run id -> (its composer
-    process is alive, the cluster was kept with ``--keep``)."""
+    process is alive, the cluster was kept with ``--keep``). ``region`` is where an
+    AWS account is looked in, ``project`` which Google Cloud project (all its zones)."""
 
     region: str | None
     runs_here: dict[str, tuple[bool, bool]]
     remove: bool = False
     include_kept: bool = False
     include_others: bool = False
+    project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class Target(ABC):
     max_nodes: ClassVar[int]
     #: Seconds to wait for every node's sshd after apply.
     ssh_timeout: ClassVar[float] = 60.0
+    #: A node's sshd may answer with another host key until its boot has installed the
+    #: run's: ``wait_for_ssh`` retries a mismatch (refusing it, sending nothing) until
+    #: ``ssh_timeout`` instead of failing at once.
+    host_key_settles: ClassVar[bool] = False
     #: Nodes pull the container image from its registry (they are not this machine):
     #: the image must be a registry's, pinned by its registry digest.
     pulls_images: ClassVar[bool] = False
@@ -129,3 +135,20 @@ class Target(ABC):
         (what could not be listed). The local target's leftovers are found from work dirs
         instead (``composer/gc.py``)."""
         return [], []
+
+
+def gc_action(item: dict[str, Any], ask: GcRequest) -> str:
+    """What gc does with a listed resource (see ``Target.garbage``): ``item`` has
+    ``run_id`` and ``expired``."""
+    run = item["run_id"]
+    here = ask.runs_here.get(run)
+    if here is not None and here[0]:
+        return "skip (running)"
+    if item.get("expired"):
+        return "remove"
+    if here is None:
+        return "remove" if ask.include_others else \
+            "skip (not started here, not expired; --include-others removes it)"
+    if here[1] and not ask.include_kept:
+        return "skip (kept; --include-kept removes it)"
+    return "remove"

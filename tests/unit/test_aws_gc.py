@@ -274,11 +274,10 @@ def test_expired_means_past_the_tag_and_the_nodes_own_grace() -> None:
 
 
 def test_the_action_goes_by_the_expiry_not_by_words_in_a_tag() -> None:
-    from composer.targets.aws.target import _action
-    from composer.targets.base import GcRequest
+    from composer.targets.base import GcRequest, gc_action
 
     ask = GcRequest("us-east-1", {})
     item = {"run_id": "r expired at never", "expires_at": "none"}
     item = {**item, "reason": gc.reason(item, set(), NOW), "expired": gc.expired(item, NOW)}
     assert "expired at" in item["reason"]  # the run id says so, the tag does not
-    assert _action(item, ask).startswith("skip (not started here")
+    assert gc_action(item, ask).startswith("skip (not started here")

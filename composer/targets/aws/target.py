@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from composer.keys import generate_keypair
 from composer.targets.aws import render
 from composer.targets.aws.spec import AWS
-from composer.targets.base import Allocation, GcRequest, Target
+from composer.targets.base import Allocation, GcRequest, Target, gc_action
 
 if TYPE_CHECKING:
     from composer.spec import Spec
@@ -144,7 +144,7 @@ class AwsTarget(Target):
         live = {run for run, (alive, _kept) in ask.runs_here.items() if alive}
         items = gc.scan(session, region, live, datetime.now(UTC), warnings)
         for item in items:
-            item["action"] = _action(item, ask)
+            item["action"] = gc_action(item, ask)
         doomed = [item for item in items if item["action"] == "remove"]
         if ask.remove and doomed:
             done = {(i["kind"], i["id"]): i for i in gc.remove(session, doomed)}
@@ -154,22 +154,6 @@ class AwsTarget(Target):
                     item["outcome"] = "removed" if result["removed"] else "failed"
                     item["error"] = result["error"]
         return items, warnings
-
-
-def _action(item: dict[str, Any], ask: GcRequest) -> str:
-    """What gc does with a listed resource (see ``Target.garbage``)."""
-    run = item["run_id"]
-    here = ask.runs_here.get(run)
-    if here is not None and here[0]:
-        return "skip (running)"
-    if item.get("expired"):
-        return "remove"
-    if here is None:
-        return "remove" if ask.include_others else \
-            "skip (not started here, not expired; --include-others removes it)"
-    if here[1] and not ask.include_kept:
-        return "skip (kept; --include-kept removes it)"
-    return "remove"
 
 
 def _region_of(work_dir: Path) -> str | None:
