@@ -65,7 +65,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[mpi,examples,aws,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[mpi,examples,aws,gcp,dev]'
 	touch $@
 
 # The local target runs one OpenSSH sshd per node.
