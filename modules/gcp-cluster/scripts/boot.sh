@@ -99,17 +99,22 @@ put() {
 # 1. The guest agent makes new host keys for a new instance, and could again later: not
 # on this node.
 mkdir -p "${AGENT_CONFIG%/*}"
-{ cat "$AGENT_CONFIG" 2>/dev/null || true; } | awk '
+{ cat "$AGENT_CONFIG" 2> /dev/null || true; } | awk '
+  # Blank lines at the end of the section go after the setting.
+  function flush() { while (blank > 0) { print ""; blank-- } }
   /^\[/ {
     if (inside && !done) { print "set_host_keys = false"; done = 1 }
+    flush()
     inside = ($0 == "[InstanceSetup]")
     print
     next
   }
   inside && /^[ \t]*set_host_keys[ \t]*=/ { next }
-  { print }
+  inside && /^[ \t]*$/ { blank++; next }
+  { flush(); print }
   END {
     if (inside && !done) { print "set_host_keys = false"; done = 1 }
+    flush()
     if (!done) {
       if (NR > 0) print ""
       print "[InstanceSetup]"
