@@ -76,8 +76,8 @@ def isolate_credentials(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
 
 
-@pytest.fixture
-def gce(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Gce]:
+@pytest.fixture(name="gce")
+def gce_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Gce]:
     """A seeded fake, served; composer's clients pointed at it."""
     isolate_credentials(monkeypatch, tmp_path / "home")
     world = seed()

@@ -11,7 +11,7 @@ from composer.errors import ExitCode, PreflightError
 from composer.targets.gcp.preflight import GcpPreflightError, preflight
 from tests.unit import gce_world as w
 from tests.unit.gce_fake import BASE
-from tests.unit.gce_specs import Gce, gce, gcp_spec  # noqa: F401 - fixture
+from tests.unit.gce_specs import Gce, gce_fixture, gcp_spec  # noqa: F401 - fixture
 
 pytest.importorskip("google.cloud.compute_v1")
 

@@ -123,7 +123,7 @@ def _item(kind: str, project: str, name: str, facts: dict[str, str], state: str,
 def instances(clients: Clients, project: str, warnings: list[str] | None = None) -> list[Item]:
     """Every instance of ``project`` labelled with a run id (all zones)."""
     def listing(label_filter: str | None) -> list[Item]:
-        request: dict[str, Any] = {"project": project, "return_partial_success": True}
+        request: dict[str, Any] = {"project": project}
         if label_filter:
             request["filter"] = label_filter
         found = []
@@ -141,12 +141,13 @@ def instances(clients: Clients, project: str, warnings: list[str] | None = None)
         return found
 
     try:
-        return listing(RUN_FILTER)
+        found = listing(RUN_FILTER)
     except ComposerError as exc:
         if status(exc.__cause__ or exc) != 400:
             raise
         # An endpoint that does not take the label filter: list all, check each.
-        return listing(None)
+        found = listing(None)
+    return sorted(found, key=lambda item: (item["zone"], item["id"]))
 
 
 def description_facts(text: str | None) -> dict[str, str]:
@@ -173,7 +174,7 @@ def firewalls(clients: Clients, project: str) -> list[Item]:
                 state = "disabled" if raw.disabled else "enabled"
                 found.append(_item(FIREWALL, project, raw.name, facts, state,
                                    network=_last(raw.network)))
-    return found
+    return sorted(found, key=lambda item: item["id"])
 
 
 def resource_policies(clients: Clients, project: str, region: str | None,
@@ -183,7 +184,7 @@ def resource_policies(clients: Clients, project: str, region: str | None,
         with calling("resourcePolicies", "aggregatedList"):
             scoped = [(raw, _last(raw.region)) for _scope, page in
                       clients.resource_policies.aggregated_list(
-                          request={"project": project, "return_partial_success": True})
+                          request={"project": project})
                       for raw in page.resource_policies]
     else:
         with calling("resourcePolicies", "list"):
@@ -194,7 +195,7 @@ def resource_policies(clients: Clients, project: str, region: str | None,
         if facts is not None:
             found.append(_item(RESOURCE_POLICY, project, raw.name, facts, raw.status,
                                region=where))
-    return found
+    return sorted(found, key=lambda item: (item["region"], item["id"]))
 
 
 # -- removal ----------------------------------------------------------------------------
