@@ -27,6 +27,7 @@ from composer.render import Infra, render
 from composer.spec import ContainerSpec, Spec, load_spec
 from composer.targets import get_target
 from composer.targets.aws import render as aws_render
+from composer.targets.cloud import host_key_pair
 from tests.unit.test_aws_schema import expression_text, load_config
 from tests.unit.test_modules_contract import blocks
 
@@ -332,7 +333,7 @@ def _module_inputs(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "max_spot_price": None, "placement": "cluster", "efa": False, "root_volume_gb": 100,
         "ssh_cidrs": ["198.51.100.7/32", "2001:db8:1234::/48", "10.0.0.0/8"],
         "login_user": "ubuntu", "authorized_key": "ssh-ed25519 AAAAC3Nza client",
-        "host_keys": [aws_render.host_key_pair(p) for p in paths],
+        "host_keys": [host_key_pair(p) for p in paths],
         "expires_at_epoch": 1767323045, "packages": ["openmpi-bin"],
     }
     values.update(overrides)

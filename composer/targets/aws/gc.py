@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from composer.errors import ComposerError
+from composer.targets import cloud
 from composer.targets.aws.session import calling, client, describe, error_code, other_errors
 
 RUN_TAG = "composer:run-id"
@@ -73,12 +74,8 @@ def expired(item: dict[str, Any], now: datetime) -> bool:
 
 def reason(item: dict[str, Any], live_run_ids: set[str], now: datetime) -> str:
     """Why ``item`` is garbage ("" when it is not)."""
-    reasons = []
-    if expired(item, now):
-        reasons.append(f"expired at {item['expires_at']}")
-    if item["run_id"] not in live_run_ids:
-        reasons.append(f"run {item['run_id']} has no live composer process here")
-    return "; ".join(reasons)
+    return cloud.reason(expired(item, now), item.get("expires_at"), item["run_id"],
+                        live_run_ids)
 
 
 def expiry(text: str | None) -> datetime | None:

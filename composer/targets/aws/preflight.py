@@ -37,6 +37,7 @@ from composer.targets.aws.session import (
     other_errors,
     translate,
 )
+from composer.targets.cloud import CloudPreflightError
 
 if TYPE_CHECKING:
     from composer.spec import Spec
@@ -75,18 +76,10 @@ def quota_code(instance_type: str, market: str) -> tuple[str, str] | None:
     return (family, code) if family and code else None
 
 
-class AwsPreflightError(PreflightError):
+class AwsPreflightError(CloudPreflightError):
     """Every problem the AWS preflight found, one line each."""
 
-    def __init__(self, problems: list[Problem], hints: list[str]) -> None:
-        self.problems = list(problems)
-        if len(problems) == 1:
-            message = str(problems[0])
-        else:
-            lines = "\n".join(f"  {p}" for p in problems)
-            message = f"aws preflight: {len(problems)} problems\n{lines}"
-        unique = list(dict.fromkeys(hints))
-        super().__init__(message, hint="\n  ".join(unique) if unique else None)
+    target = "aws"
 
 
 @dataclass(frozen=True)

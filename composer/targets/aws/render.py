@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from composer.targets.aws.config import AwsSpec
+from composer.targets.cloud import node_keys
 
 if TYPE_CHECKING:
     from composer.spec import Spec
@@ -75,22 +76,11 @@ def expires_at_text(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def host_key_pair(private_key: Path) -> dict[str, str]:
-    """``{private, public}`` from a key ``composer.keys.generate_keypair`` wrote
-    (``private_key`` and ``private_key.pub``)."""
-    public = private_key.with_name(private_key.name + ".pub").read_text(encoding="utf-8")
-    return {"private": private_key.read_text(encoding="utf-8"), "public": public.strip()}
-
-
 def run_vars(run_id: str, spec: Spec, pins: Mapping[str, Any], client_pub: str,
              host_keys: Sequence[Path], expires_at_epoch: int) -> dict[str, Any]:
     """The run's var file: preflight's pins, the client key, every node's host key
     pair (``host_keys``: the private key files, in rank order) and the expiry."""
-    nodes = spec.cluster.nodes
-    if len(host_keys) != nodes:
-        raise ValueError(f"{len(host_keys)} host keys for {nodes} nodes")
-    if expires_at_epoch < 0:
-        raise ValueError(f"expires_at_epoch is {expires_at_epoch}")
+    keys = node_keys(spec.cluster.nodes, host_keys, expires_at_epoch)
     return {
         "run_id": run_id,
         "ami_id": pins["ami_id"],
@@ -99,7 +89,7 @@ def run_vars(run_id: str, spec: Spec, pins: Mapping[str, Any], client_pub: str,
         "subnet": pins["subnet"],
         "login_user": pins["login_user"],
         "authorized_key": client_pub.strip(),
-        "host_keys": [host_key_pair(path) for path in host_keys],
+        "host_keys": keys,
         "expires_at": expires_at_text(expires_at_epoch),
         "expires_at_epoch": int(expires_at_epoch),
     }

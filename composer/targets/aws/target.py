@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composer.keys import generate_keypair
 from composer.targets.aws import render
 from composer.targets.aws.spec import AWS
-from composer.targets.base import Allocation, GcRequest, Target, gc_action
+from composer.targets.base import Allocation, GcRequest, Target
+from composer.targets.cloud import act, open_to_all, run_keys
 
 if TYPE_CHECKING:
     from composer.spec import Spec
@@ -67,11 +67,8 @@ class AwsTarget(Target):
             pins["image"] = config.image
         else:
             pins = preflight(spec)
-        for cidr in config.ssh_cidrs:
-            if cidr.endswith("/0"):
-                pins.setdefault("warnings", []).append(
-                    f"aws.ssh_cidrs: {cidr} lets every address reach the nodes' port 22 "
-                    "(they accept only the run's key); narrow it to where composer runs")
+        for warning in open_to_all("aws", config.ssh_cidrs):
+            pins.setdefault("warnings", []).append(warning)
         return pins
 
     def tfvars(self, spec: Spec) -> dict[str, Any]:
@@ -79,12 +76,7 @@ class AwsTarget(Target):
 
     def prepare(self, run_id: str, spec: Spec, work_dir: Path, alloc: Allocation,
                 pins: dict[str, Any]) -> dict[str, Any]:
-        client_pub = generate_keypair(work_dir / "keys" / "client", f"composer-{run_id}")
-        host_keys = []
-        for rank in range(spec.cluster.nodes):
-            path = work_dir / "nodes" / f"node-{rank}" / "ssh_host_ed25519_key"
-            generate_keypair(path, f"node-{rank}")
-            host_keys.append(path)
+        client_pub, host_keys = run_keys(work_dir, run_id, spec.cluster.nodes)
         return render.run_vars(run_id, spec, pins, client_pub, host_keys,
                                expiry(spec, time.time()))
 
@@ -143,16 +135,7 @@ class AwsTarget(Target):
         warnings: list[str] = []
         live = {run for run, (alive, _kept) in ask.runs_here.items() if alive}
         items = gc.scan(session, region, live, datetime.now(UTC), warnings)
-        for item in items:
-            item["action"] = gc_action(item, ask)
-        doomed = [item for item in items if item["action"] == "remove"]
-        if ask.remove and doomed:
-            done = {(i["kind"], i["id"]): i for i in gc.remove(session, doomed)}
-            for item in items:
-                result = done.get((item["kind"], item["id"]))
-                if result is not None:
-                    item["outcome"] = "removed" if result["removed"] else "failed"
-                    item["error"] = result["error"]
+        act(items, ask, lambda doomed: gc.remove(session, doomed))
         return items, warnings
 
 

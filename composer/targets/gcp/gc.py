@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from composer.errors import ComposerError
+from composer.targets import cloud
 from composer.targets.gcp.session import Clients, api_errors, calling, describe, status
 from composer.targets.gcp.target import GRACE_SECONDS
 
@@ -84,12 +85,8 @@ def expired(item: Item, now: datetime) -> bool:
 
 def reason(item: Item, live_run_ids: set[str], now: datetime) -> str:
     """Why ``item`` is garbage ("" when it is not)."""
-    reasons = []
-    if expired(item, now):
-        reasons.append(f"expired at {item['expires_at']}")
-    if item["run_id"] not in live_run_ids:
-        reasons.append(f"run {item['run_id']} has no live composer process here")
-    return "; ".join(reasons)
+    return cloud.reason(expired(item, now), item.get("expires_at"), item["run_id"],
+                        live_run_ids)
 
 
 # -- listing --------------------------------------------------------------------------

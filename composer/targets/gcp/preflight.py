@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from composer.errors import PreflightError, Problem
+from composer.targets.cloud import CloudPreflightError
 from composer.targets.gcp import capacity
 from composer.targets.gcp.config import GcpSpec, bundles_gpus, series
 from composer.targets.gcp.images import resolve_image
@@ -44,18 +45,10 @@ PROJECT_HINT = ("check gcp.project (gcloud projects list shows the projects the 
                 "credentials can see) and that the Compute Engine API is enabled in it")
 
 
-class GcpPreflightError(PreflightError):
+class GcpPreflightError(CloudPreflightError):
     """Every problem the GCP preflight found, one line each."""
 
-    def __init__(self, problems: list[Problem], hints: list[str]) -> None:
-        self.problems = list(problems)
-        if len(problems) == 1:
-            message = str(problems[0])
-        else:
-            lines = "\n".join(f"  {p}" for p in problems)
-            message = f"gcp preflight: {len(problems)} problems\n{lines}"
-        unique = list(dict.fromkeys(hints))
-        super().__init__(message, hint="\n  ".join(unique) if unique else None)
+    target = "gcp"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composer.targets.aws.render import LAUNCHER_PIP, host_key_pair, packages
+from composer.targets.aws.render import LAUNCHER_PIP, packages
+from composer.targets.cloud import node_keys
 from composer.targets.gcp.config import GcpSpec, bundles_gpus
 
 if TYPE_CHECKING:
@@ -109,11 +110,7 @@ def run_vars(run_id: str, spec: Spec, pins: Mapping[str, Any], client_pub: str,
     """The run's var file: preflight's pins, the client key, every node's host key
     pair (``host_keys``: the private key files, in rank order) and the expiry."""
     gcp_section(spec)
-    nodes = spec.cluster.nodes
-    if len(host_keys) != nodes:
-        raise ValueError(f"{len(host_keys)} host keys for {nodes} nodes")
-    if expires_at_epoch < 0:
-        raise ValueError(f"expires_at_epoch is {expires_at_epoch}")
+    keys = node_keys(spec.cluster.nodes, host_keys, expires_at_epoch)
     return {
         "run_id": run_id,
         "image_self_link": pins["image_self_link"],
@@ -123,7 +120,7 @@ def run_vars(run_id: str, spec: Spec, pins: Mapping[str, Any], client_pub: str,
         "subnetwork_self_link": pins.get("subnetwork"),
         "accelerator": _accelerator(pins),
         "authorized_key": client_pub.strip(),
-        "host_keys": [host_key_pair(path) for path in host_keys],
+        "host_keys": keys,
         "expires_at": expires_at_label(expires_at_epoch),
         "expires_at_epoch": int(expires_at_epoch),
     }

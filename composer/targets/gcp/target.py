@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composer.keys import generate_keypair
-from composer.targets.base import Allocation, GcRequest, Target, gc_action
+from composer.targets.base import Allocation, GcRequest, Target
+from composer.targets.cloud import act, open_to_all, run_keys
 from composer.targets.gcp.spec import GCP
 
 if TYPE_CHECKING:
@@ -80,11 +80,8 @@ class GcpTarget(Target):
             pins["image"] = config.image
         else:
             pins = preflight(spec)
-        for cidr in config.ssh_cidrs:
-            if cidr.endswith("/0"):
-                pins.setdefault("warnings", []).append(
-                    f"gcp.ssh_cidrs: {cidr} lets every address reach the nodes' port 22 "
-                    "(they accept only the run's key); narrow it to where composer runs")
+        for warning in open_to_all("gcp", config.ssh_cidrs):
+            pins.setdefault("warnings", []).append(warning)
         return pins
 
     def tfvars(self, spec: Spec) -> dict[str, Any]:
@@ -96,12 +93,7 @@ class GcpTarget(Target):
                 pins: dict[str, Any]) -> dict[str, Any]:
         from composer.targets.gcp import render
 
-        client_pub = generate_keypair(work_dir / "keys" / "client", f"composer-{run_id}")
-        host_keys = []
-        for rank in range(spec.cluster.nodes):
-            path = work_dir / "nodes" / f"node-{rank}" / "ssh_host_ed25519_key"
-            generate_keypair(path, f"node-{rank}")
-            host_keys.append(path)
+        client_pub, host_keys = run_keys(work_dir, run_id, spec.cluster.nodes)
         return render.run_vars(run_id, spec, pins, client_pub, host_keys,
                                expiry(spec, time.time()))
 
@@ -152,16 +144,7 @@ class GcpTarget(Target):
         warnings: list[str] = []
         live = {run for run, (alive, _kept) in ask.runs_here.items() if alive}
         items = gc.scan(clients, project, live, datetime.now(UTC), warnings)
-        for item in items:
-            item["action"] = gc_action(item, ask)
-        doomed = [item for item in items if item["action"] == "remove"]
-        if ask.remove and doomed:
-            done = {(i["kind"], i["id"]): i for i in gc.remove(clients, doomed)}
-            for item in items:
-                result = done.get((item["kind"], item["id"]))
-                if result is not None:
-                    item["outcome"] = "removed" if result["removed"] else "failed"
-                    item["error"] = result["error"]
+        act(items, ask, lambda doomed: gc.remove(clients, doomed))
         return items, warnings
 
 
