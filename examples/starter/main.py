@@ -1,5 +1,6 @@
 """The starter workload: each node estimates pi from its own seeded samples; the head
-node (rank 0) writes metrics.json, which composer brings back and compares on reproduce.
+node (rank 0) writes metrics.json into $COMPOSER_OUTPUT_DIR, from where composer brings it
+back into the record and compares it on reproduce.
 
 Only the standard library: it runs wherever composer's nodes have python3.
 """
@@ -28,8 +29,10 @@ def main() -> None:
     pi = estimate(args.samples, seed=1234 + rank)
     print(f"node {rank} of {nodes} on {socket.gethostname()}: pi is about {pi:.5f}")
     if rank == 0:
+        # Outputs go to $COMPOSER_OUTPUT_DIR: composer collects them from there.
+        out_dir = os.environ.get("COMPOSER_OUTPUT_DIR", ".")
         metrics = {"pi_estimate": pi, "samples": args.samples, "nodes": nodes}
-        with open("metrics.json", "w", encoding="utf-8") as fh:
+        with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as fh:
             json.dump(metrics, fh, indent=2, sort_keys=True)
             fh.write("\n")
 
