@@ -1,4 +1,5 @@
-"""The GitHub Actions example, run here: its ``run:`` steps in order, as a runner would.
+"""The CI examples, run here: the GitHub workflow's ``run:`` steps in order, as a runner
+would, and the GitLab job's scripts.
 
 A bare git repository stands in for the runs repository's remote, a copy of the starter
 example for the checked-out project, and a fresh venv for ``actions/setup-python``. The
@@ -172,3 +173,39 @@ def test_the_pipeline_runs_reproduces_and_pushes(wheel: Path, tmp_path: Path) ->
     assert len(remote_tags(remote)) == 4, log
     assert second.artifact is not None and len(list(second.artifact.iterdir())) == 2
     assert os.path.isdir(second.workspace / "runs" / tags[0].removeprefix("run/"))
+
+
+def test_the_gitlab_job_runs_reproduces_and_pushes(wheel: Path, tmp_path: Path) -> None:
+    """The GitLab job's before_script and script, in one bash as GitLab's runner does,
+    but for the one line that installs OS packages (git and sshd are here already)."""
+    config = yaml.safe_load((ROOT / "examples" / "ci" / "gitlab-ci.yml").read_text())
+    job = config["composer"]
+    lines = [*job["before_script"], *job["script"]]
+    skipped = [line for line in lines if line.startswith("apt-get ")]
+    assert len(skipped) == 1
+    remote = tmp_path / "runs.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    workspace, home = tmp_path / "project", tmp_path / "home"
+    shutil.copytree(ROOT / "examples" / "starter", workspace)
+    home.mkdir()
+    bin_dir = fresh_venv(tmp_path / "python", dependencies_dir(tmp_path))
+    env = clean_env(HOME=str(home), CI="true", CI_PIPELINE_SOURCE="schedule",
+                    CI_PROJECT_DIR=str(workspace), RUNS_REMOTE=str(remote),
+                    PIP_NO_INDEX="1", PIP_NO_DEPS="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    env.update({k: str(v) for k, v in config["variables"].items()})
+    env["COMPOSER_PACKAGE"] = str(wheel)
+    script = tmp_path / "job.sh"
+    script.write_text("set -eo pipefail\n" + "\n".join(
+        line for line in lines if line not in skipped) + "\n")
+    done = subprocess.run(["bash", "--noprofile", "--norc", str(script)], cwd=workspace,
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert not sshd_processes(str(home))
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "composer up exit 0; composer reproduce --latest starter exit 0" in done.stdout
+    tags = remote_tags(remote)
+    assert len(tags) == 2
+    (artifacts,) = job["artifacts"]["paths"]
+    records = workspace / artifacts / "records"
+    assert sorted(f"run/{p.name}" for p in records.iterdir()) == tags
+    assert "identical" in (workspace / artifacts / "reproduce.txt").read_text()
