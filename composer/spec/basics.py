@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from composer.targets.base import Target
 
 #: Targets that are recognised but not available yet: named so as to say so.
-PLANNED_TARGETS = ("gcp",)
+PLANNED_TARGETS: tuple[str, ...] = ()
 LAUNCHERS = ("ssh", "mpi")
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _ENV_NAME = re.compile(ENV_NAME)

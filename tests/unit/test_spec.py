@@ -329,7 +329,7 @@ FIELD_CASES = [
     ("job", "description", ["x"], "job.description: must be a string, got array"),
     ("cluster", "target", DELETE, "cluster.target: required"),
     ("cluster", "target", "aws", "cluster.target: target 'aws' needs an [aws] section; add one"),
-    ("cluster", "target", "gcp", "cluster.target: target 'gcp' is not available yet; use 'local'"),
+    ("cluster", "target", "gcp", "cluster.target: target 'gcp' needs a [gcp] section; add one"),
     ("cluster", "target", "locl", "cluster.target: must be one of 'local', 'aws', 'gcp', got"),
     ("cluster", "target", 1, "cluster.target: must be a string, got integer 1"),
     ("cluster", "nodes", DELETE, "cluster.nodes: required"),

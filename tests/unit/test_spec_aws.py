@@ -325,15 +325,6 @@ def test_misspelled_section_suggests_aws(job_dir: Path) -> None:
     ]
 
 
-def test_gcp_is_recognised_but_not_available(job_dir: Path) -> None:
-    doc = aws_doc()
-    doc["cluster"]["target"] = "gcp"
-    del doc["aws"]
-    assert problems(job_dir, doc) == [
-        "cluster.target: target 'gcp' is not available yet; use 'local' or 'aws'"
-    ]
-
-
 def test_local_specs_have_no_target_config(job_dir: Path) -> None:
     doc = aws_doc()
     doc["cluster"]["target"] = "local"

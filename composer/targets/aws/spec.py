@@ -6,7 +6,6 @@ instance types and the image exist is preflight's work (``preflight.py``).
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from decimal import Decimal
@@ -17,13 +16,20 @@ from composer.spec.fields import MISSING, Section, boolean, choice, integer, oth
 from composer.spec.model import ClusterSpec
 from composer.spec.text import describe, join, quote
 from composer.targets.aws.config import DEFAULT_ROOT_VOLUME_GB, MARKETS, PLACEMENTS, AwsSpec
+from composer.targets.forms import (
+    CIDR,
+    UNIX_USER,
+    UNIX_USER_RULE,
+    check_cidrs,
+    matching,
+    strings_schema,
+)
 
 REGION = r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}"
 ZONE_SUFFIX = r"[a-z]|(-[a-z0-9]+)+"  # us-east-1 + "a", or a Local Zone's "-bos-1a"
 INSTANCE_TYPE = r"[a-z][a-z0-9-]*\.[a-z0-9]+(-[a-z0-9]+)*"
 AMI = r"ami-([0-9a-f]{8}|[0-9a-f]{17})"
 SSM = r"ssm:/[A-Za-z0-9_.\-/]{1,2040}"
-UNIX_USER = r"[a-z_][a-z0-9_-]{0,31}"
 SUBNET = r"subnet-([0-9a-f]{8}|[0-9a-f]{17})"
 PRICE = r"[0-9]{1,10}(\.[0-9]{1,10})?"
 RESERVED_TAG_PREFIXES = ("aws:", "composer:")
@@ -32,25 +38,16 @@ MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
 SSM_EXAMPLE = ("ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3"
                "/ami-id")
 _RESERVED = "^([aA][wW][sS]|[cC][oO][mM][pP][oO][sS][eE][rR]):"
-_CIDR = (r"^([0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}"
-         r"|[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){1,7}(:[0-9.]+)?/[0-9]{1,3})$")
-
-
-def _strings(pattern: str | None = None) -> dict[str, Any]:
-    items: dict[str, Any] = {"type": "string"}
-    if pattern is not None:
-        items["pattern"] = pattern if pattern.startswith("^") else f"^(?:{pattern})$"
-    return {"type": "array", "minItems": 1, "uniqueItems": True, "items": items}
 
 
 FIELDS = (
     string("region", 'an AWS region name, e.g. `"us-east-1"`', required=True, pattern=REGION),
     other("zones", "array of strings", 'zone names of `region` (`"us-east-1a"`), in order of '
-          "preference; no zone twice", _strings(REGION + f"({ZONE_SUFFIX})"),
+          "preference; no zone twice", strings_schema(REGION + f"({ZONE_SUFFIX})"),
           shown_default="every zone of the region that offers the first instance type"),
     other("instance_types", "array of strings", 'instance types (`family.size`, e.g. '
           '`"g5.12xlarge"`), in order of preference; at least one, none twice',
-          _strings(INSTANCE_TYPE), required=True),
+          strings_schema(INSTANCE_TYPE), required=True),
     string("image", 'an AMI id (`"ami-"` and 8 or 17 hex digits) or `"ssm:"` and a '
            f'parameter path (`"{SSM_EXAMPLE}"`), resolved to an AMI id pinned in `lock.json`',
            required=True, pattern=f"{AMI}|{SSM}"),
@@ -73,7 +70,7 @@ FIELDS = (
            shown_default="a default subnet of the region's default VPC"),
     other("ssh_cidrs", "array of strings", "IPv4 or IPv6 CIDR blocks that may reach port 22 "
           '(`"203.0.113.7/32"`); at least one; `"0.0.0.0/0"` only when written out',
-          _strings(_CIDR), required=True),
+          strings_schema(CIDR), required=True),
     other("tags", "table of strings", f"extra tags on every resource: keys of 1–{MAX_TAG_KEY} "
           "characters, not starting with `aws:` or `composer:`; values of at most "
           f"{MAX_TAG_VALUE} characters; at most {MAX_TAGS} tags",
@@ -91,19 +88,17 @@ def check_aws(c: Checker, table: Table, cluster: ClusterSpec | None) -> AwsSpec 
     zones = _zones(c, *c.get(table, AWS, "zones"), region)
     types = _instance_types(c, *c.get(table, AWS, "instance_types"))
     image = _image(c, *c.get(table, AWS, "image"))
-    user = _matching(c, *c.get(table, AWS, "ssh_user"), UNIX_USER,
-                     "must be a Unix user name (a-z, 0-9, '_', '-', not starting with a digit "
-                     "or '-', at most 32 characters)")
+    user = matching(c, *c.get(table, AWS, "ssh_user"), UNIX_USER, UNIX_USER_RULE)
     market = c.value(table, AWS, "market")
     price = _spot_price(c, *c.get(table, AWS, "max_spot_price"), market)
     nodes = cluster.nodes if cluster is not None else 1
     placement = c.described(*c.get(table, AWS, "placement"), AWS.field("placement"))
     efa = c.value(table, AWS, "efa")
     volume = c.value(table, AWS, "root_volume_gb")
-    subnet = _matching(c, *c.get(table, AWS, "subnet_id"), SUBNET,
+    subnet = matching(c, *c.get(table, AWS, "subnet_id"), SUBNET,
                        'must be a subnet id: "subnet-" and 8 or 17 hex digits '
                        '("subnet-0123456789abcdef0")')
-    cidrs = _cidrs(c, *c.get(table, AWS, "ssh_cidrs"))
+    cidrs = check_cidrs(c, *c.get(table, AWS, "ssh_cidrs"))
     tags = _tags(c, *c.get(table, AWS, "tags"))
     c.unknown_keys(table, AWS)
     if c.count() != count or region is None or image is None or not types or not cidrs:
@@ -116,15 +111,8 @@ def check_aws(c: Checker, table: Table, cluster: ClusterSpec | None) -> AwsSpec 
     )
 
 
-def _matching(c: Checker, value: Any, path: str, pattern: str, rule: str) -> str | None:
-    text = c.string(value, path, nonempty=True)
-    if text is not None and not re.fullmatch(pattern, text):
-        return c.add(path, f"{rule}, got {quote(text)}")
-    return text
-
-
 def _region(c: Checker, value: Any, path: str) -> str | None:
-    return _matching(c, value, path, REGION, 'must be an AWS region name such as "us-east-1"')
+    return matching(c, value, path, REGION, 'must be an AWS region name such as "us-east-1"')
 
 
 def _zones(c: Checker, value: Any, path: str, region: str | None) -> tuple[str, ...]:
@@ -189,46 +177,6 @@ def _spot_price(c: Checker, value: Any, path: str, market: str | None) -> str | 
     if Decimal(text) <= 0:
         return c.add(path, f"must be more than 0, got {describe(value)}")
     return text
-
-
-def _cidrs(c: Checker, value: Any, path: str) -> tuple[str, ...]:
-    return () if value is MISSING else c.strings(value, path, "CIDR blocks", _cidr_problem)
-
-
-def _cidr_problem(text: str) -> str | None:
-    address, slash, prefix = text.partition("/")
-    if not slash:
-        return ('must be a CIDR block with its prefix length, such as "203.0.113.7/32", '
-                f"got {quote(text)}")
-    try:
-        if not prefix.isdigit():
-            raise ValueError(prefix)
-        ipaddress.ip_network(text, strict=True)
-    except ValueError:
-        try:
-            network = ipaddress.ip_network(text, strict=False) if prefix.isdigit() else None
-        except ValueError:
-            network = None
-        if network is not None:
-            return f'{quote(text)} has host bits set; did you mean "{network}"?'
-        return f'must be an IPv4 or IPv6 CIDR block such as "203.0.113.0/24", got {quote(text)}'
-    network = ipaddress.ip_network(text, strict=True)
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(MAPPED_V4):
-        # ::ffff:0.0.0.0/96 is every IPv4 address, spelt so that no rule says so.
-        return (f"{quote(text)} is IPv4 written as IPv6; write the IPv4 block "
-                f'("{_mapped_v4(network)}")')
-    if str(network) != text:
-        # The provider and AWS compare blocks as written: one spelling per block.
-        return f'write {quote(text)} as "{network}"'
-    return None
-
-
-MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-def _mapped_v4(network: ipaddress.IPv6Network) -> ipaddress.IPv4Network:
-    first = network.network_address.ipv4_mapped or ipaddress.IPv4Address(0)
-    return ipaddress.IPv4Network(f"{first}/{max(0, network.prefixlen - 96)}")
 
 
 def _tags(c: Checker, value: Any, path: str) -> tuple[tuple[str, str], ...]:

@@ -71,9 +71,11 @@ class GcpTarget(Target):
 
         config = render.gcp_section(spec)
         if pinned and pinned.get("image_self_link"):
-            # The exact run: the image it used, whatever its family resolves to now.
+            # The exact run: the image it used, whatever its family resolves to now, in the
+            # project it ran in (a spec without gcp.project took GOOGLE_CLOUD_PROJECT's).
+            project = str(pinned.get("project") or config.project)
             exact = replace(spec, target_config=replace(
-                config, image=str(pinned["image_self_link"])))
+                config, image=str(pinned["image_self_link"]), project=project))
             pins = preflight(exact)
             pins["image"] = config.image
         else:

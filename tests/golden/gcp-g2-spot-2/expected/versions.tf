@@ -1,0 +1,11 @@
+# Rendered by composer for job "gcp-g2-spot-2"; edit job.toml, not this file.
+terraform {
+  required_version = ">= 1.5"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "8.7.0"
+    }
+  }
+}
