@@ -59,7 +59,7 @@ bench: venv sshd
 	$(BIN)/python -m bench
 
 lint: venv
-	$(BIN)/ruff check composer tests examples bench
+	$(BIN)/ruff check composer composer_runs setup.py tests examples bench
 
 venv: $(STAMP)
 

@@ -35,6 +35,7 @@ RunsRepoOpt = Annotated[
     typer.Option("--runs-repo", help="runs repository [env COMPOSER_RUNS_REPO; default ./runs]"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+RemoteOpt = Annotated[str, typer.Option("--remote", help="the runs repository's git remote")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 
 
@@ -100,6 +101,11 @@ def up(
     engine: Annotated[
         str, typer.Option("--engine", help="embedded | terraform | tofu")
     ] = "embedded",
+    push: Annotated[
+        bool, typer.Option("--push", help="then push the record to the runs repository's "
+                           "remote (see composer push)")
+    ] = False,
+    remote: RemoteOpt = "origin",
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -110,15 +116,60 @@ def up(
 
     empty = {**NO_OUTCOME, "status": "invalid"}
     spec = _call(lambda: load_spec(job), as_json, debug, empty)
+    repo = _repo(runs_repo, spec.record.repo, spec.source)
+    if push:
+        from composer.push import check_remote
+
+        _call(lambda: check_remote(repo, remote), as_json, debug, empty)
     opts = RunOptions(
-        runs_repo=_repo(runs_repo, spec.record.repo, spec.source).path, engine=engine, keep=keep,
+        runs_repo=repo.path, engine=engine, keep=keep,
         echo=sys.stderr if as_json else sys.stdout,
     )
     outcome = _call(lambda: Run(spec, opts).execute(), as_json, debug,
                     {**empty, "status": "error"})
+    answer = outcome.to_json()
+    code = outcome.exit_code
+    if push and outcome.record is not None:
+        pushed, pushed_code = _push_after(repo, remote, as_json, debug)
+        answer["push"] = pushed
+        code = code or pushed_code
     if as_json:
-        _emit(outcome.to_json())
-    raise typer.Exit(outcome.exit_code)
+        _emit(answer)
+    raise typer.Exit(code)
+
+
+def _push_after(repo: RunsRepo, remote: str, as_json: bool,
+                debug: bool) -> tuple[dict[str, Any], int]:
+    """``up --push``: push after the record is committed; a failure is said, not raised."""
+    from composer.push import push as do_push
+
+    try:
+        result = do_push(repo, remote, say=_say)
+    except ComposerError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"composer: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"composer: hint: {exc.hint}", file=sys.stderr)
+        return {"pushed": False, "error": exc.message, "exit_code": int(exc.exit_code)}, \
+            int(exc.exit_code)
+    _say_pushed(result)
+    return result.to_json(), 0
+
+
+def _say(text: str) -> None:
+    print(f"composer: {text}", file=sys.stderr)
+
+
+def _say_pushed(result: Any) -> None:
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
+    runs = ", ".join(result.runs) if result.runs else "no new runs"
+    _say(f"pushed to {result.remote} ({result.url}) {result.branch} at "
+         f"{result.commit[:12]}: {runs}"
+         + (f" (attempt {result.attempts})" if result.attempts > 1 else ""))
 
 
 @app.command()
@@ -486,11 +537,77 @@ def ssh(
 
 @app.command()
 def version(as_json: JsonOpt = False) -> None:
-    """Print composer's version."""
+    """Print composer's version, and where its package, modules and templates come from."""
+    from composer.resources import where
+
+    package = str(Path(__file__).resolve().parent)
+    found = where()
     if as_json:
-        _emit({"version": __version__})
+        _emit({"version": __version__, "package": package,
+               **{kind: loc.to_dict() for kind, loc in found.items()}})
+        return
+    print(f"composer {__version__} (composer-runs)")
+    print(f"package    {package}")
+    for kind, loc in found.items():
+        print(f"{kind:<10} {loc.path} ({loc.source})")
+
+
+@app.command()
+def push(
+    runs_repo: RunsRepoOpt = None,
+    remote: RemoteOpt = "origin",
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Push the runs repository's new records (commits and run tags) to its remote.
+    When another push got there first: fetch, replay, retry; never a force-push."""
+    from composer.push import push as do_push
+
+    repo = _repo(runs_repo)
+    result = _call(lambda: do_push(repo, remote, say=_say), as_json, debug,
+                   {"pushed": False, "remote": remote})
+    if as_json:
+        _emit(result.to_json())
     else:
-        print(f"composer {__version__}")
+        _say_pushed(result)
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="where to write the project (created if missing)")
+    ] = Path("."),
+    example: Annotated[
+        str, typer.Option("--example", help="the example to start from (see --list)")
+    ] = "starter",
+    list_examples: Annotated[
+        bool, typer.Option("--list", help="list the examples and exit")
+    ] = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Start a project: write an example's job.toml and code into DIRECTORY.
+    Nothing existing is overwritten."""
+    from composer import starter
+
+    if list_examples:
+        known = _call(starter.examples, as_json, debug)
+        if as_json:
+            _emit({"examples": [{"name": e.name, "description": e.description}
+                                for e in known]})
+        for e in [] if as_json else known:
+            print(f"{e.name:<16} {e.description}".rstrip())
+        return
+    written = _call(lambda: starter.init(directory, example), as_json, debug)
+    if as_json:
+        _emit({"directory": str(directory), "example": written.example,
+               "files": list(written.files),
+               "job": str(written.job) if written.job is not None else None})
+        return
+    print(f"wrote {len(written.files)} files of the '{written.example}' example into "
+          f"{directory}: {', '.join(written.files)}")
+    if written.job is not None:
+        print(f"next: composer validate {written.job}; composer up {written.job}")
 
 
 @app.callback(invoke_without_command=True)

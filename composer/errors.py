@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     DRIFT = 3
     INFRA_FAILED = 4
     DIFFERS = 5
+    PUSH_FAILED = 6
     INTERRUPTED = 130
     TERMINATED = 143
 

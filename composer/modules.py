@@ -7,7 +7,7 @@ from pathlib import Path
 
 from composer.errors import PreflightError
 from composer.hashing import tree_sha256
-from composer.paths import modules_dir
+from composer.resources import MODULES_ENV, REINSTALL, locate
 
 
 @dataclass(frozen=True)
@@ -21,11 +21,12 @@ class ModulePin:
 
 
 def module_path(name: str) -> Path:
-    path = modules_dir() / name
+    found = locate("modules")
+    path = found.path / name
     if not (path / "main.tf").is_file():
         raise PreflightError(
-            f"Terraform module '{name}' not found in {modules_dir()}",
-            hint="run composer from its source tree, or set COMPOSER_MODULES_DIR",
+            f"Terraform module '{name}' not found in {found.path} ({found.source})",
+            hint=f"set {MODULES_ENV} to a modules tree, or {REINSTALL}",
         )
     return path
 

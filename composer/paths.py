@@ -8,19 +8,12 @@ from pathlib import Path
 
 from composer.errors import PreflightError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The Terraform modules (``COMPOSER_MODULES_DIR`` overrides them) and the root module's
+# templates, one folder per target: package data or the source tree (see resources.py).
+from composer.resources import modules_dir as modules_dir
+from composer.resources import templates_dir as templates_dir
+
 PRIVATE = 0o700
-
-
-def modules_dir() -> Path:
-    """The Terraform modules tree (``COMPOSER_MODULES_DIR`` overrides it)."""
-    override = os.environ.get("COMPOSER_MODULES_DIR")
-    return Path(override).resolve() if override else PROJECT_ROOT / "modules"
-
-
-def templates_dir() -> Path:
-    """The Jinja2 templates of the root module, one folder per target."""
-    return PROJECT_ROOT / "templates"
 
 
 def composer_home() -> Path:

@@ -40,6 +40,7 @@ from composer.record import RunsRepo
 from composer.records import guard
 from composer.remote import Node, Session, fan_out, known_hosts, wait_for_ssh
 from composer.render import Infra, render
+from composer.resources import check_installation
 from composer.result import (
     RedactedLog,
     Reporter,
@@ -137,6 +138,7 @@ class Run:
 
     def _check_first(self) -> None:
         """What can fail before anything is made: preflight, the image, the settings."""
+        check_installation(self.spec.cluster.target, self.target.modules)
         self.pins = self.target.preflight(
             self.spec, self.replay.pins if self.replay is not None else None)
         self._preflight_container()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +59,13 @@ def git_argv(repo: Path, *args: str) -> list[str]:
     return ["git", "-C", str(repo), "--literal-pathspecs", *options, *args]
 
 
-def git(repo: Path, *args: str, check: bool = True, stdin_text: str | None = None) -> str:
+def git(repo: Path, *args: str, check: bool = True, stdin_text: str | None = None,
+        extra_env: Mapping[str, str] | None = None, merge_stderr: bool = False) -> str:
     """Run ``git -C repo args...`` and return its stdout; failures raise RecordError.
 
     Text goes both ways as UTF-8 with surrogate escapes, so any file name survives.
+    ``extra_env`` adds variables (``commit-tree``'s author); ``merge_stderr`` returns
+    stderr after stdout (``push --porcelain`` explains a rejection there).
     """
     command = f"git {' '.join(args)}"
     stdin_kw: dict[str, Any] = (
@@ -75,7 +78,7 @@ def git(repo: Path, *args: str, check: bool = True, stdin_text: str | None = Non
             text=True,
             encoding="utf-8",
             errors="surrogateescape",
-            env=git_env(),
+            env={**git_env(), **(extra_env or {})},
             timeout=GIT_TIMEOUT_S,
             check=False,
             **stdin_kw,
@@ -93,7 +96,7 @@ def git(repo: Path, *args: str, check: bool = True, stdin_text: str | None = Non
         raise RecordError(
             f"{command} failed in {repo} (exit {proc.returncode}): {detail}"
         )
-    return proc.stdout
+    return proc.stdout + (proc.stderr if merge_stderr else "")
 
 
 def git_bytes(repo: Path, *args: str, timeout: float = 120.0) -> bytes:

@@ -109,11 +109,25 @@ def _show_without_run(c: Composer, run_id: str, tmp: Path) -> tuple[list[str], i
     return ["show", "--json"], 2
 
 
+def _push_no_remote(c: Composer, run_id: str, tmp: Path) -> tuple[list[str], int]:
+    return ["push", "--json"], 2
+
+
+def _init(c: Composer, run_id: str, tmp: Path) -> tuple[list[str], int]:
+    return ["init", str(tmp / "project"), "--json"], 0
+
+
+def _init_taken(c: Composer, run_id: str, tmp: Path) -> tuple[list[str], int]:
+    (tmp / "job.toml").write_text("mine\n")
+    return ["init", str(tmp), "--json"], 2
+
+
 COMMANDS = {
     "version": _version, "render": _render, "render-taken": _render_bad, "runs": _runs,
     "show": _show, "diff": _diff, "gc": _gc, "gc-yes": _gc_yes, "validate": _validate,
     "up-bad-spec": _up_bad, "down-unknown": _down_unknown,
     "reproduce-unknown": _reproduce_unknown, "show-without-run": _show_without_run,
+    "push-no-remote": _push_no_remote, "init": _init, "init-taken": _init_taken,
 }
 
 
