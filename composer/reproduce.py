@@ -11,6 +11,7 @@ tree, not a fresh render, and its record points back with ``reproduces``.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import tomllib
 from collections.abc import Callable
@@ -172,6 +173,26 @@ def _code_files(old_lock: dict[str, Any], new_lock: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def recorded_spec(recorded: Recorded, job: Path) -> Spec:
+    """The recorded job.toml, checked in the environment the run was checked in as far
+    as its target pinned it (a GCP spec's project from ``GOOGLE_CLOUD_PROJECT``)."""
+    from composer.targets import TARGETS
+
+    target = recorded.lock.get("target") or {}
+    known = TARGETS.get(str(target.get("name")))
+    pinned = known().recorded_environment(target.get("resolved") or {}) if known else {}
+    saved = {name: os.environ.get(name) for name in pinned}
+    os.environ.update(pinned)
+    try:
+        return parse_spec(recorded.text, job)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def check_drift(recorded: Recorded, job: Path, engine: Engine,
                 runs_repo: Path | None = None) -> tuple[Spec, Lock, list[Drift]]:
     """The recorded spec (resolved against ``job``'s directory), today's lock, and drift."""
@@ -180,7 +201,7 @@ def check_drift(recorded: Recorded, job: Path, engine: Engine,
     if current != recorded.text:
         drifts.append(Drift("spec", str(job), "recorded job.toml", "current job.toml",
                             unified(recorded.text, current, "job.toml")))
-    spec = parse_spec(recorded.text, job)
+    spec = recorded_spec(recorded, job)
     lock = resolve(spec, engine.name, engine.version, runs_repo=runs_repo)
     drifts += pin_drift(recorded.lock, json.loads(dump_json(lock.to_dict())))
     with tempfile.TemporaryDirectory(prefix="composer-rerender-") as tmp:

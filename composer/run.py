@@ -226,9 +226,17 @@ class Run:
         return containers.ContainerRun(
             runtime=box.runtime, ref=self.image["ref"], env=tuple(sorted(names)),
             mounts=tuple(containers.Mount(m.host, m.container, m.read_only) for m in box.mounts),
-            gpus=box.gpus and containers.gpus_present(), mpi=mpi,
+            gpus=box.gpus and self._nodes_have_gpus(), mpi=mpi,
             options=self.container_options, labels=(("composer.run", self.run_id),),
         )
+
+    def _nodes_have_gpus(self) -> bool:
+        """Whether the nodes' containers get the GPUs: a cloud target's nodes have the
+        ``gpus_per_node`` preflight checked the type for (not what this machine has);
+        the local target's nodes are this machine."""
+        if self.target.pulls_images:
+            return self.spec.cluster.gpus_per_node > 0
+        return containers.gpus_present()
 
     def _stages(self) -> None:
         spec = self.spec

@@ -89,6 +89,12 @@ class Target(ABC):
         (``warnings``: lines to print). ``pinned``: a recorded run's pins, to reproduce
         that run exactly (the image it used, not what an alias names today)."""
 
+    def recorded_environment(self, resolved: dict[str, Any]) -> dict[str, str]:
+        """Environment variables a recorded spec is checked with again (``reproduce``),
+        from the run's pins: a spec that took a default from the environment
+        (``GOOGLE_CLOUD_PROJECT``) takes the value the run used, not today's."""
+        return {}
+
     def tfvars(self, spec: Spec) -> dict[str, Any]:
         """The target's own spec values for ``terraform.tfvars.json``."""
         return {}

@@ -50,6 +50,24 @@ def test_no_credentials_names_how_to_get_them(monkeypatch: pytest.MonkeyPatch,
     assert "GOOGLE_APPLICATION_CREDENTIALS" in (caught.value.hint or "")
 
 
+@pytest.mark.parametrize("shape", ["directory", "array", "fields missing"])
+def test_a_credentials_file_google_auth_cannot_read_is_exit_2(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shape: str) -> None:
+    """A directory or a JSON array in GOOGLE_APPLICATION_CREDENTIALS made google.auth
+    raise something other than its own error: a traceback, exit 1."""
+    isolate_credentials(monkeypatch, tmp_path / "home")
+    named = tmp_path / "creds"
+    if shape == "directory":
+        named.mkdir()
+    else:
+        named.write_text("[]" if shape == "array" else '{"type": "service_account"}')
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(named))
+    with pytest.raises(PreflightError) as caught:
+        make_clients("p")
+    assert caught.value.exit_code == ExitCode.INVALID_INPUT
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in caught.value.message + (caught.value.hint or "")
+
+
 def test_without_google_cloud_compute_the_extra_is_named(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "google.cloud.compute_v1", None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -443,14 +444,23 @@ def test_gcp_field_problem(job_dir: Path, key: str, value: Any, expected: str) -
 
 
 ACCELERATOR_CASES = [
-    ("nvidia-l4", 'gcp.accelerator: must be a table such as { type = "nvidia-l4" }, got string '
-                  '"nvidia-l4"; write accelerator = { type = "nvidia-l4" } (the count is '
-                  "cluster.gpus_per_node)"),
-    (["nvidia-l4"], 'gcp.accelerator: must be a table such as { type = "nvidia-l4" }, got array'),
-    ({}, 'gcp.accelerator.type: required: the accelerator type, such as "nvidia-l4"'),
-    ({"type": "NVIDIA-L4"},
-     'gcp.accelerator.type: must be an accelerator type such as "nvidia-l4" or '
-     '"nvidia-tesla-t4", got "NVIDIA-L4"; did you mean "nvidia-l4"?'),
+    ("nvidia-tesla-t4", 'gcp.accelerator: must be a table such as { type = "nvidia-tesla-t4" }, '
+                        'got string "nvidia-tesla-t4"; write accelerator = '
+                        '{ type = "nvidia-tesla-t4" } (the count is cluster.gpus_per_node)'),
+    (["nvidia-tesla-t4"],
+     'gcp.accelerator: must be a table such as { type = "nvidia-tesla-t4" }, got array'),
+    ({}, 'gcp.accelerator.type: required: the accelerator type, such as "nvidia-tesla-t4"'),
+    ({"type": "NVIDIA-TESLA-T4"},
+     'gcp.accelerator.type: must be lowercase: did you mean "nvidia-tesla-t4"?'),
+    # L4 and A100 are offered in the zones, but only with their own (G2, A2) types: an N1
+    # machine type cannot take them, which apply would say only after init.
+    ({"type": "nvidia-l4"},
+     'gcp.accelerator.type: "nvidia-l4" GPUs come only with G2 machine types, which need no '
+     "accelerator: remove gcp.accelerator and choose such a type in gcp.machine_types"),
+    ({"type": "nvidia-tesla-a100"},
+     'gcp.accelerator.type: "nvidia-tesla-a100" GPUs come only with A2 machine types'),
+    ({"type": "nvidia-rtx-9000"},
+     'gcp.accelerator.type: must be a GPU N1 machine types take: "nvidia-tesla-t4", '),
     ({"type": 4}, "gcp.accelerator.type: must be a string, got integer 4"),
 ]
 
@@ -482,13 +492,14 @@ def test_many_gcp_problems_are_reported_together(job_dir: Path) -> None:
     found = problems(job_dir, doc)
     assert [p.split(":")[0] for p in found] == [
         "cluster.slots_per_node", "gcp.project", "gcp.zones[0]", "gcp.machine_types[1]",
-        "gcp.image", "gcp.ssh_user", "gcp.provisioning", "gcp.boot_disk_gb", "gcp.network",
-        "gcp.subnetwork", "gcp.ssh_cidrs[0]", "gcp.labels.Team", "gcp.machine_type",
+        "gcp.image", "gcp.ssh_user", "gcp.provisioning", "gcp.placement", "gcp.boot_disk_gb",
+        "gcp.network", "gcp.subnetwork", "gcp.ssh_cidrs[0]", "gcp.labels.Team",
+        "gcp.machine_type",
     ]
     assert found[-1] == "gcp.machine_type: unknown key; did you mean 'machine_types'?"
     with pytest.raises(SpecError) as info:
         parse(job_dir, doc)
-    assert "13 problems" in str(info.value)
+    assert "14 problems" in str(info.value)
 
 
 def test_gpu_and_placement_rules_apply_once_the_cluster_is_known(job_dir: Path) -> None:
@@ -677,3 +688,38 @@ def test_schema_ties_the_gcp_section_to_its_target(
     assert schema_errors(validator, gcp_doc(nodes=1000)) == []
     for missing in ("region", "machine_types", "image", "ssh_cidrs"):
         assert schema_errors(validator, gcp_doc(**{missing: DELETE})), missing
+
+
+def test_placement_defaults_to_none_where_a_type_takes_no_compact_policy(job_dir: Path) -> None:
+    """N1 (the only series with attached GPUs) and E2 take no compact policy: the default
+    for several nodes of them is "none", and asking for compact is refused offline."""
+    doc = gcp_doc(nodes=2, gpus=1, machine_types=["n1-standard-8"],
+                  accelerator={"type": "nvidia-tesla-t4"})
+    assert parse(job_dir, doc).target_config.placement == "none"
+    doc = gcp_doc(nodes=2, machine_types=["n2-standard-4"])
+    assert parse(job_dir, doc).target_config.placement == "compact"
+    said = only_problem(job_dir, gcp_doc(nodes=2, machine_types=["e2-standard-4"],
+                                         placement="compact"))
+    assert said.startswith('gcp.placement: compact placement is not offered for '
+                           '"e2-standard-4" (E2 series): set gcp.placement = "none"'), said
+
+
+def test_a_reproduction_checks_the_recorded_spec_with_the_project_the_run_used(
+        job_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec without gcp.project took GOOGLE_CLOUD_PROJECT's; reproducing it elsewhere
+    (another value, or none) must not move the run to another project."""
+    from types import SimpleNamespace
+
+    from composer.reproduce import recorded_spec
+
+    doc = gcp_doc(project=DELETE)
+    text = toml_dumps(doc)
+    recorded = SimpleNamespace(text=text, lock={"target": {
+        "name": "gcp", "resolved": {"project": "project-of-the-run"}}})
+    monkeypatch.setenv(PROJECT_ENV, "another-project")
+    job = job_dir / "job.toml"
+    assert recorded_spec(recorded, job).target_config.project == "project-of-the-run"  # type: ignore[arg-type]
+    assert os.environ[PROJECT_ENV] == "another-project"  # put back
+    monkeypatch.delenv(PROJECT_ENV)
+    assert recorded_spec(recorded, job).target_config.project == "project-of-the-run"  # type: ignore[arg-type]
+    assert PROJECT_ENV not in os.environ

@@ -134,11 +134,22 @@ def default_credentials() -> Any:
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
+    named = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
     try:
         credentials, _project = google.auth.default(scopes=list(SCOPES))
     except DefaultCredentialsError as exc:
         raise PreflightError(f"no Google Cloud credentials found ({one_line(str(exc))})",
                              hint=CREDENTIALS_HINT) from None
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        # google.auth reads the file GOOGLE_APPLICATION_CREDENTIALS names without
+        # guarding every shape: a directory, a JSON array, a key without its fields.
+        where = f"GOOGLE_APPLICATION_CREDENTIALS ({named})" if named else \
+            "the Application Default Credentials file"
+        raise PreflightError(
+            f"{where} is not a credentials file google.auth can read: "
+            f"{type(exc).__name__}: {one_line(str(exc))}",
+            hint="point GOOGLE_APPLICATION_CREDENTIALS at a service account key (JSON) or "
+                 "unset it and run 'gcloud auth application-default login'") from None
     return credentials
 
 

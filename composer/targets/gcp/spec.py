@@ -93,7 +93,8 @@ FIELDS = (
            "deleted at any time)", PROVISIONING, default="standard"),
     choice("placement", '`"compact"` (a compact placement policy: nodes close together; '
            'needs `nodes` > 1) or `"none"`', PLACEMENTS,
-           shown_default='`"compact"` when `nodes` > 1, else `"none"`'),
+           shown_default='`"compact"` when `nodes` > 1 and every machine type takes a '
+                         'compact policy (N1 and E2 do not), else `"none"`'),
     integer("boot_disk_gb", "10–65536; the boot disk's size in GB", 10, 65536,
             default=DEFAULT_BOOT_DISK_GB),
     string("network", 'a VPC network: its name (`"default"`) or '
@@ -125,12 +126,12 @@ def check_gcp(c: Checker, table: Table, cluster: ClusterSpec | None) -> GcpSpec 
     raw_types, types_path = c.get(table, GCP, "machine_types")
     types = _machine_types(c, raw_types, types_path)
     raw_accelerator, accelerator_path = c.get(table, GCP, "accelerator")
-    accelerator = _accelerator(c, raw_accelerator, accelerator_path)
+    accelerator = _accelerator(c, raw_accelerator, accelerator_path, types)
     _gpu_rules(c, raw_types, types, raw_accelerator is not MISSING, cluster)
     image = _image(c, *c.get(table, GCP, "image"))
     user = _ssh_user(c, *c.get(table, GCP, "ssh_user"))
     provisioning = c.value(table, GCP, "provisioning")
-    placement = _placement(c, *c.get(table, GCP, "placement"), cluster)
+    placement = _placement(c, *c.get(table, GCP, "placement"), cluster, types)
     disk = c.value(table, GCP, "boot_disk_gb")
     network = matching(c, *c.get(table, GCP, "network"), NETWORK,
                        'must be a network name ("default") or '
@@ -226,10 +227,23 @@ def _machine_types(c: Checker, value: Any, path: str) -> tuple[str, ...]:
     return () if value is MISSING else c.strings(value, path, "machine types", rule)
 
 
-def _accelerator(c: Checker, value: Any, path: str) -> str | None:
+#: The GPUs Compute Engine attaches to N1 machine types (the only series that takes a
+#: separate accelerator); the others come with their own machine types.
+N1_ACCELERATORS = ("nvidia-tesla-t4", "nvidia-tesla-v100", "nvidia-tesla-p100",
+                   "nvidia-tesla-p4", "nvidia-tesla-t4-vws", "nvidia-tesla-p100-vws",
+                   "nvidia-tesla-p4-vws")
+BUNDLED_ACCELERATORS = {
+    "nvidia-l4": "G2", "nvidia-l4-vws": "G2", "nvidia-tesla-a100": "A2",
+    "nvidia-a100-80gb": "A2 ultra", "nvidia-h100-80gb": "A3", "nvidia-h100-mega-80gb": "A3 mega",
+    "nvidia-h200-141gb": "A3 ultra", "nvidia-b200": "A4", "nvidia-gb200": "A4X",
+    "nvidia-rtx-pro-6000": "G4",
+}
+
+
+def _accelerator(c: Checker, value: Any, path: str, types: tuple[str, ...]) -> str | None:
     if value is MISSING:
         return None
-    form = 'must be a table such as { type = "nvidia-l4" }'
+    form = 'must be a table such as { type = "nvidia-tesla-t4" }'
     if isinstance(value, str):
         return c.add(path, f"{form}, got {describe(value)}; write accelerator = "
                            f"{{ type = {quote(value)} }} (the count is cluster.gpus_per_node)")
@@ -242,14 +256,23 @@ def _accelerator(c: Checker, value: Any, path: str) -> str | None:
             c.add(join(path, key), "unknown key" + suggest(key, ("type",)))
     where = join(path, "type")
     if "type" not in value:
-        return c.add(where, 'required: the accelerator type, such as "nvidia-l4"')
+        return c.add(where, 'required: the accelerator type, such as "nvidia-tesla-t4"')
     text = c.string(value["type"], where, nonempty=True)
-    if text is None or re.fullmatch(NAME, text):
+    if text is None or text in N1_ACCELERATORS:
         return text
     close = text.strip().lower()
-    hint = f"; did you mean {quote(close)}?" if re.fullmatch(NAME, close) else ""
-    return c.add(where, 'must be an accelerator type such as "nvidia-l4" or "nvidia-tesla-t4", '
-                        f"got {quote(text)}{hint}")
+    if close in N1_ACCELERATORS:
+        return c.add(where, f"must be lowercase: did you mean {quote(close)}?")
+    if close in BUNDLED_ACCELERATORS and any(bundles_gpus(t) for t in types):
+        return text  # the GPU rules say to remove it: the type brings its GPUs
+    if close in BUNDLED_ACCELERATORS:
+        series_of = BUNDLED_ACCELERATORS[close]
+        return c.add(where, f"{quote(text)} GPUs come only with {series_of} machine types, "
+                            "which need no accelerator: remove gcp.accelerator and choose "
+                            f"such a type in gcp.machine_types")
+    return c.add(where, "must be a GPU N1 machine types take: "
+                        + ", ".join(f'"{name}"' for name in N1_ACCELERATORS)
+                        + f"; got {quote(text)}")
 
 
 def _gpu_rules(c: Checker, raw: Any, types: tuple[str, ...], accelerator: bool,
@@ -342,14 +365,24 @@ def _ssh_user(c: Checker, value: Any, path: str) -> str | None:
     return user
 
 
-def _placement(c: Checker, value: Any, path: str, cluster: ClusterSpec | None) -> str | None:
+def _placement(c: Checker, value: Any, path: str, cluster: ClusterSpec | None,
+               types: tuple[str, ...]) -> str | None:
+    from composer.targets.gcp.capacity import compact_support
+
     placement = c.described(value, path, GCP.field("placement"))
     nodes = None if cluster is None else cluster.nodes
+    refused = [t for t in types if compact_support(t) is False]
     if placement is None and value is MISSING and nodes is not None:
-        return "compact" if nodes > 1 else "none"
+        # Compact only where every candidate type takes it (not N1, E2...).
+        return "compact" if nodes > 1 and not refused else "none"
     if placement == "compact" and nodes == 1:
         return c.add(path, 'compact places several nodes close together, and cluster.nodes '
                            'is 1: set gcp.placement = "none" or remove it')
+    if placement == "compact" and refused:
+        return c.add(path, f"compact placement is not offered for {quote(refused[0])} "
+                           f"({series(refused[0]).upper()} series): set gcp.placement = "
+                           '"none", or choose types of a series that takes it (N2, C2, A2, '
+                           "A3, G2, ...)")
     return placement
 
 

@@ -84,6 +84,10 @@ class GcpTarget(Target):
             pins.setdefault("warnings", []).append(warning)
         return pins
 
+    def recorded_environment(self, resolved: dict[str, Any]) -> dict[str, str]:
+        project = resolved.get("project")
+        return {"GOOGLE_CLOUD_PROJECT": project} if isinstance(project, str) and project else {}
+
     def tfvars(self, spec: Spec) -> dict[str, Any]:
         from composer.targets.gcp import render
 
