@@ -60,6 +60,7 @@ from composer.secrets import SECRETS_FILE, Secrets, write_check
 from composer.spec import Spec
 from composer.stage import bundle, put_text, stage
 from composer.targets import get_target
+from composer.targets.base import Target
 
 PAUSE_ENV = "COMPOSER_PAUSE_AT"
 
@@ -86,6 +87,15 @@ class RunOptions:
     keep: bool = False
     echo: IO[str] = field(default_factory=lambda: sys.stdout)
     err: IO[str] = field(default_factory=lambda: sys.stderr)
+
+
+def nodes_have_gpus(spec: Spec, target: Target) -> bool:
+    """Whether the nodes' containers get GPUs: a cloud target's nodes have the
+    ``gpus_per_node`` preflight checked their type for (not what this machine has); the
+    local target's nodes are this machine."""
+    if target.pulls_images:
+        return spec.cluster.gpus_per_node > 0
+    return containers.gpus_present()
 
 
 @dataclass(frozen=True)
@@ -226,17 +236,9 @@ class Run:
         return containers.ContainerRun(
             runtime=box.runtime, ref=self.image["ref"], env=tuple(sorted(names)),
             mounts=tuple(containers.Mount(m.host, m.container, m.read_only) for m in box.mounts),
-            gpus=box.gpus and self._nodes_have_gpus(), mpi=mpi,
+            gpus=box.gpus and nodes_have_gpus(self.spec, self.target), mpi=mpi,
             options=self.container_options, labels=(("composer.run", self.run_id),),
         )
-
-    def _nodes_have_gpus(self) -> bool:
-        """Whether the nodes' containers get the GPUs: a cloud target's nodes have the
-        ``gpus_per_node`` preflight checked the type for (not what this machine has);
-        the local target's nodes are this machine."""
-        if self.target.pulls_images:
-            return self.spec.cluster.gpus_per_node > 0
-        return containers.gpus_present()
 
     def _stages(self) -> None:
         spec = self.spec

@@ -245,3 +245,20 @@ def test_docker_example_differs_from_podman_only_in_runtime() -> None:
     for spec in (podman, docker):
         del spec["container"]["runtime"], spec["job"]["description"]
     assert podman == docker
+
+
+def test_cloud_nodes_get_the_gpus_the_spec_asks_for_whatever_this_machine_has(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """composer on a laptop or CI box without a GPU: a G2 node's container still gets
+    ``--gpus``; the local target's nodes are this machine, so it decides there."""
+    from composer.run import nodes_have_gpus
+    from composer.targets import get_target
+    from tests.unit.gcp_fakes import gcp_spec
+
+    monkeypatch.setattr(containers, "gpus_present", lambda: False)
+    gpu_spec = gcp_spec(gpus_per_node=1, machine_types=("g2-standard-8",))
+    assert nodes_have_gpus(gpu_spec, get_target("gcp"))
+    assert not nodes_have_gpus(gcp_spec(), get_target("gcp"))
+    assert not nodes_have_gpus(gpu_spec, get_target("local"))
+    monkeypatch.setattr(containers, "gpus_present", lambda: True)
+    assert nodes_have_gpus(gpu_spec, get_target("local"))
