@@ -183,7 +183,7 @@ def validate(job: JobArg, as_json: JsonOpt = False, debug: DebugOpt = False) -> 
     except SpecError as exc:
         if as_json:
             _emit({"valid": False, "problems": [p.__dict__ for p in exc.problems],
-                   "error": exc.message, "exit_code": int(exc.exit_code)})
+                   "error": exc.message, "hint": exc.hint, "exit_code": int(exc.exit_code)})
             print(exc.message, file=sys.stderr)
             raise typer.Exit(int(exc.exit_code)) from None
         _fail(exc, False, debug)
@@ -191,7 +191,8 @@ def validate(job: JobArg, as_json: JsonOpt = False, debug: DebugOpt = False) -> 
         _emit({"valid": True, "spec": expanded(spec)})
     else:
         offline = "" if spec.cluster.target == "local" else \
-            f"; {spec.cluster.target}'s own checks (account, types, image, quota) run at up"
+            f"; {spec.cluster.target}'s own checks (credentials, types, image, quota) run " \
+            "at up"
         print(f"{job}: ok ({spec.job.name}, {spec.cluster.nodes} node(s), "
               f"{spec.run.launcher}{offline})")
 
@@ -467,15 +468,18 @@ def gc(
             _fail(UsageError(f"{wrong[0]} does not apply with --target {target}",
                              hint="--region goes with --target aws, --project with "
                                   "--target gcp"), as_json, debug)
+        if target == "gcp" and project is None:
+            project = os.environ.get("GOOGLE_CLOUD_PROJECT") or None
         ask = GcRequest(region, runs_here(), yes, include_kept, include_others, project)
         _gc_target(target, ask, as_json, debug)
         return
     if region is not None or project is not None or include_others:
         flag = "--region" if region is not None else \
             "--project" if project is not None else "--include-others"
+        fix = {"--region": "add --target aws", "--project": "add --target gcp"}.get(
+            flag, "add --target aws or --target gcp")
         _fail(UsageError(f"{flag} applies only with --target",
-                         hint="add --target aws or --target gcp, or leave it out"),
-              as_json, debug)
+                         hint=f"{fix}, or leave it out"), as_json, debug)
     report = _call(lambda: collect_garbage(yes, include_kept, runs_repo), as_json, debug)
     failed = [item for item in report if item.get("outcome") == "failed"]
     if as_json:

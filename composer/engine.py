@@ -114,6 +114,18 @@ def cli_config_text(mirror: str | None = None) -> str:
     return text
 
 
+def check_provider_mirror() -> None:
+    """``COMPOSER_PROVIDER_MIRROR``, when set, names a directory (exit 2 otherwise, before
+    a run exists: Terraform would say only that it found no provider)."""
+    mirror = os.environ.get("COMPOSER_PROVIDER_MIRROR")
+    if mirror and not os.path.isdir(mirror):
+        from composer.errors import UsageError
+
+        raise UsageError(f"COMPOSER_PROVIDER_MIRROR={mirror} is not a directory",
+                         hint="point it at a directory 'terraform providers mirror DIR' "
+                              "wrote, or unset it to use the registry")
+
+
 def cli_config() -> Path:
     """A generated CLI config (no warning about ~/.terraformrc), rewritten when it changes."""
     text = cli_config_text(os.environ.get("COMPOSER_PROVIDER_MIRROR") or None)

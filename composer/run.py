@@ -27,7 +27,7 @@ from typing import IO, Any
 from composer import containers, environment, launch
 from composer import facts as node_facts
 from composer.collect import collect_outputs, collect_timeout
-from composer.engine import make_engine, outputs_of
+from composer.engine import check_provider_mirror, make_engine, outputs_of
 from composer.errors import ComposerError, ExitCode, Interrupted, PreflightError
 from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
@@ -149,6 +149,7 @@ class Run:
     def _check_first(self) -> None:
         """What can fail before anything is made: preflight, the image, the settings."""
         check_installation(self.spec.cluster.target, self.target.modules)
+        check_provider_mirror()
         self.pins = self.target.preflight(
             self.spec, self.replay.pins if self.replay is not None else None)
         self._preflight_container()

@@ -113,3 +113,14 @@ def test_up_pins_preflight_and_provider_then_fails_at_apply_and_keeps_the_record
     listed = composer.git("ls-tree", "-r", "--name-only", f"run/{run_id}")
     for name in ("runtime.tfvars.json", "terraform.tfstate", "ssh_host_ed25519_key"):
         assert name not in listed
+
+
+def test_a_provider_mirror_that_is_not_a_directory_is_exit_2_before_a_run(
+        gce: Gce, composer: Composer, tmp_path: Path) -> None:
+    done = composer.run("up", str(gcp_job(tmp_path)), "--json",
+                        COMPOSER_PROVIDER_MIRROR=str(tmp_path / "no-such-mirror"))
+    assert done.returncode == 2, done.stderr
+    error = final_json(done.stdout)
+    assert error["error"].startswith("COMPOSER_PROVIDER_MIRROR=") and "not a directory" in \
+        error["error"]
+    assert no_records(composer) and nothing_made(gce)

@@ -4,7 +4,6 @@ its own directory) that stay equal to their originals."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,13 +15,6 @@ from composer.targets.gcp.spec import PROJECT_ENV
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GCP_EXAMPLES = ("gcp-mpi", "gcp-train-gpu")
-
-
-def _render_available() -> bool:
-    try:
-        return importlib.util.find_spec("composer.targets.gcp.render") is not None
-    except ImportError:
-        return False
 
 
 @pytest.fixture(autouse=True)
@@ -66,9 +58,6 @@ def test_gpu_example_uses_gpus_that_come_with_the_machine_type() -> None:
     assert spec["container"]["gpus"] is True
 
 
-@pytest.mark.skipif(not _render_available(),
-                    reason="composer.targets.gcp.render (the GCP render part of issue 10) "
-                           "is not in this tree yet")
 @pytest.mark.parametrize("name", GCP_EXAMPLES)
 def test_gcp_example_renders(name: str, tmp_path: Path) -> None:
     out = tmp_path / "tf"
@@ -80,3 +69,24 @@ def test_gcp_example_renders(name: str, tmp_path: Path) -> None:
     assert tfvars["project"] == "my-project" and tfvars["region"] == "us-central1"
     assert tfvars["ssh_cidrs"] == ["203.0.113.7/32"]
     assert (out / "main.tf").is_file()
+
+
+def test_validate_json_errors_carry_the_hint(tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    text = (EXAMPLES / "gcp-mpi" / "job.toml").read_text(encoding="utf-8")
+    job.write_text(text.replace('project = "my-project"\n', ""), encoding="utf-8")
+    result = CliRunner().invoke(composer.cli.app, ["validate", str(job), "--json"])
+    assert result.exit_code == 2, result.output
+    said = json.loads(result.stdout)
+    assert said["valid"] is False and "hint" in said
+    assert any(p["path"] == "gcp.project" for p in said["problems"])
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (["--project", "p"], "add --target gcp"),
+    (["--region", "us-east-1"], "add --target aws"),
+])
+def test_gc_flags_of_one_target_name_that_target(args: list[str], hint: str) -> None:
+    result = CliRunner().invoke(composer.cli.app, ["gc", *args, "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["hint"].startswith(hint)

@@ -278,3 +278,11 @@ def test_composer_gc_target_gcp_without_credentials_exits_2(
     code, out, _err = composer_gc("--project", w.PROJECT, "--json")
     assert code == 2
     assert json.loads(out)["error"].startswith("no Google Cloud credentials found")
+
+
+def test_composer_gc_target_gcp_takes_and_reports_the_project_of_the_environment(
+        cli_world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", w.PROJECT)
+    code, out, err = composer_gc("--json")
+    assert code == 0, err
+    assert json.loads(out)["project"] == w.PROJECT

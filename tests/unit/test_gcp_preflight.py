@@ -85,6 +85,20 @@ def test_failover_takes_the_first_type_then_zone_that_fits(gce: Gce) -> None:
     assert (pins["zone"], pins["machine_type"]) == ("us-central1-c", "a3-highgpu-8g")
     assert pins["quotas"]["NVIDIA_H100_GPUS"]["need"] == 8
     assert set(pins["types"]) == {"a2-highgpu-1g", "a3-highgpu-8g"}
+    assert pins["warnings"] == [
+        "gcp.machine_types: using a3-highgpu-8g in us-central1-c; passed over "
+        "us-central1-b a2-highgpu-1g: no such machine type in this zone; "
+        "us-central1-c a2-highgpu-1g: comes with 1 GPU(s) (nvidia-tesla-a100); "
+        "cluster.gpus_per_node = 8; us-central1-b a3-highgpu-8g: no such machine type in "
+        "this zone"]
+
+
+def test_a_first_choice_that_exists_nowhere_is_said_not_skipped_silently(gce: Gce) -> None:
+    spec = gcp_spec(machine_types=["n2-standard-3", "e2-standard-4"])
+    pins = preflight(spec)
+    assert pins["machine_type"] == "e2-standard-4"
+    assert "gcp.machine_types[0]: n2-standard-3 exists in none of the candidate zones " \
+           "(a misspelt name?)" in pins["warnings"]
 
 
 def test_nothing_fits_lists_every_pair_tried_and_why(gce: Gce) -> None:

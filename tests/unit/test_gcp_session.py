@@ -36,6 +36,13 @@ def test_an_endpoint_without_a_scheme_is_refused(monkeypatch: pytest.MonkeyPatch
     assert "COMPOSER_GCE_ENDPOINT=http://127.0.0.1:8080" in (caught.value.hint or "")
 
 
+def test_an_endpoint_with_another_scheme_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPOSER_GCE_ENDPOINT", "ftp://127.0.0.1:8080")
+    with pytest.raises(PreflightError) as caught:
+        make_clients("p")
+    assert "has the scheme 'ftp'; only http:// and https:// are served" in caught.value.message
+
+
 def test_no_credentials_names_how_to_get_them(monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     """The real google.auth search: no key file, no gcloud config, no metadata server."""

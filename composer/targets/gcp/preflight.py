@@ -41,6 +41,7 @@ from composer.targets.gcp.session import (
 if TYPE_CHECKING:
     from composer.spec import Spec
 
+NO_SUCH_TYPE = "no such machine type in this zone"
 PROJECT_HINT = ("check gcp.project (gcloud projects list shows the projects the "
                 "credentials can see) and that the Compute Engine API is enabled in it")
 
@@ -188,12 +189,21 @@ class _Preflight:
         """The first (zone, machine type) that fits; one problem listing every pair
         tried and why when none does."""
         tried: list[str] = []
-        for machine_type in self.gcp.machine_types:
+        for index, machine_type in enumerate(self.gcp.machine_types):
+            whys = []
             for zone in zones:
                 why = self.unfit(zone, machine_type)
                 if why is None:
+                    if tried:
+                        self.warnings.append(
+                            f"gcp.machine_types: using {machine_type} in {zone}; passed over "
+                            + "; ".join(tried))
                     return zone, machine_type
+                whys.append(why)
                 tried.append(f"{zone} {machine_type}: {why}")
+            if zones and all(why == NO_SUCH_TYPE for why in whys):
+                self.warnings.append(f"gcp.machine_types[{index}]: {machine_type} exists in "
+                                     "none of the candidate zones (a misspelt name?)")
         gpus = self.spec.cluster.gpus_per_node
         self.problem("gcp.machine_types",
                      "no candidate zone and machine type fit the run:\n    "
@@ -212,7 +222,7 @@ class _Preflight:
                                                  machine_type=machine_type)
         except api_errors() as exc:
             if status(exc) == 404:
-                return "no such machine type in this zone"
+                return NO_SUCH_TYPE
             raise translate(exc, "machineTypes", "get", PreflightError) from exc
         info = self.types.setdefault(machine_type, type_info(raw))
         if bundles_gpus(machine_type) or info.gpus:

@@ -76,9 +76,11 @@ def endpoint() -> str | None:
     if not value:
         return None
     if not value.startswith(("http://", "https://")):
+        scheme, sep, _rest = value.partition("://")
+        said = f"has the scheme {scheme!r}; only http:// and https:// are served" if sep \
+            else "has no scheme: the clients would take it for an https host name"
         raise PreflightError(
-            f"{ENDPOINT_ENV}={value!r} has no scheme: the clients would take it for an "
-            "https host name",
+            f"{ENDPOINT_ENV}={value!r} {said}",
             hint=f"write it with its scheme, e.g. {ENDPOINT_ENV}=http://127.0.0.1:8080, "
                  "or unset it to use Google's endpoints")
     return value
