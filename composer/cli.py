@@ -635,7 +635,9 @@ def main() -> None:
         # command runs; --json still gets its one object on stdout.
         if "--json" in sys.argv[1:] and not _EMITTED and exc.code not in (0, None):
             code = exc.code if isinstance(exc.code, int) else int(ExitCode.INVALID_INPUT)
-            _emit({"error": "invalid command line (see stderr)", "exit_code": code})
+            said = f"interrupted by signal {code - 128}" if code in (130, 143) else \
+                "invalid command line (see stderr)"
+            _emit({"error": said, "exit_code": code})
         raise
 
 

@@ -403,7 +403,10 @@ def wait_for_ssh(nodes: list[Node], key_path: Path, overall_timeout: float = 60.
         if isinstance(last, SSHError):
             said = last.message.removeprefix(f"{node.name}: ")
             raise SSHError(node.name, f"{said} (still, after {overall_timeout:.0f}s)",
-                           hint=last.hint)
+                           hint="the node's boot never installed the run's host key (its "
+                                "startup script may have failed: see the VM's serial "
+                                "console), or it is not the node composer created; it was "
+                                "torn down")
         raise SSHError(
             node.name, f"no SSH on {node.address}:{node.port} after {overall_timeout:.0f}s: {last}"
         )

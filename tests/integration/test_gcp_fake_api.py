@@ -124,3 +124,25 @@ def test_a_provider_mirror_that_is_not_a_directory_is_exit_2_before_a_run(
     assert error["error"].startswith("COMPOSER_PROVIDER_MIRROR=") and "not a directory" in \
         error["error"]
     assert no_records(composer) and nothing_made(gce)
+
+
+def test_ctrl_c_during_gc_json_says_interrupted(composer: Composer, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as silent:  # accepts, never answers: gc waits on it
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        monkeypatch.setenv("COMPOSER_GCE_ENDPOINT",
+                           f"http://127.0.0.1:{silent.getsockname()[1]}")
+        proc = subprocess.Popen(
+            composer.argv("gc", "--target", "gcp", "--project", "p", "--json"),
+            env=composer.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert json.loads(out) == {"error": "interrupted by signal 2", "exit_code": 130}

@@ -286,3 +286,16 @@ def test_composer_gc_target_gcp_takes_and_reports_the_project_of_the_environment
     code, out, err = composer_gc("--json")
     assert code == 0, err
     assert json.loads(out)["project"] == w.PROJECT
+
+
+def test_a_label_or_description_alone_does_not_make_a_resource_composer_s(
+        gce: Gce) -> None:
+    """A VM made from a composer node's template keeps its labels, not its name; a rule
+    whose description names a run is not that run's unless the module named it."""
+    fake = gce.world
+    w.add_instance(fake, ZONE, "team-db-1", {**w.labels("teamdb", "2020-01-01t00-00-00z"),
+                                               "env": "prod"})
+    w.add_firewall(fake, "composer-prod-allow-web", w.facts("prod", "2020-01-01t00-00-00z"))
+    w.add_instance(fake, ZONE, "composer-old-node-0", w.labels("old", "2020-01-01t00-00-00z"))
+    found = gc.scan(make_clients(w.PROJECT), w.PROJECT, set(), NOW, [])
+    assert [(i["kind"], i["id"]) for i in found] == [("instance", "composer-old-node-0")]

@@ -244,3 +244,19 @@ def test_an_api_failure_is_a_message_not_a_traceback(gce: Gce) -> None:
     error = refused(gcp_spec())
     assert error.message == "Compute Engine machineTypes.get failed: 403 Compute Engine " \
                             "API has not been used in project"
+
+
+def test_a_boot_disk_smaller_than_the_image_is_refused_before_anything_exists(
+        gce: Gce) -> None:
+    for found in gce.world.images["debian-cloud"].values():
+        found["diskSizeGb"] = "200"
+    assert problems(gcp_spec(boot_disk_gb=100)) == [
+        f"gcp.boot_disk_gb: 100 GB is smaller than image {w.DEBIAN_12} (200 GB)"]
+    assert preflight(gcp_spec(boot_disk_gb=200))["image_self_link"]
+
+
+def test_an_image_answer_without_a_self_link_pins_nothing(gce: Gce) -> None:
+    for found in gce.world.images["debian-cloud"].values():
+        found.pop("selfLink")
+    said = problems(gcp_spec())
+    assert len(said) == 1 and said[0].startswith("gcp.image: Compute Engine answered for")

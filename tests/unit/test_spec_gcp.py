@@ -723,3 +723,19 @@ def test_a_reproduction_checks_the_recorded_spec_with_the_project_the_run_used(
     monkeypatch.delenv(PROJECT_ENV)
     assert recorded_spec(recorded, job).target_config.project == "project-of-the-run"  # type: ignore[arg-type]
     assert PROJECT_ENV not in os.environ
+
+
+@pytest.mark.parametrize(("gcp", "gpus", "expected"), [
+    ({"ssh_user": "daemon"}, 0, 'gcp.ssh_user: "daemon" is a system account or group'),
+    ({"ssh_user": "sudo"}, 0, 'gcp.ssh_user: "sudo" is a system account or group'),
+    ({"ssh_user": "systemd-network"}, 0, 'gcp.ssh_user: "systemd-network" is a system'),
+    ({"ssh_cidrs": ["2001:db8::/32"]}, 0,
+     "gcp.ssh_cidrs: holds only IPv6 blocks, and the nodes' external addresses are IPv4"),
+    ({"machine_types": ["n1-standard-8"], "accelerator": {"type": "nvidia-tesla-t4"},
+      "placement": "none"}, 3,
+     "cluster.gpus_per_node: is 3; an N1 machine type takes 1, 2, 4 or 8 attached GPUs"),
+])
+def test_what_compute_engine_would_refuse_after_apply_is_refused_offline(
+        job_dir: Path, gcp: dict[str, Any], gpus: int, expected: str) -> None:
+    said = only_problem(job_dir, gcp_doc(gpus=gpus, **gcp))
+    assert said.startswith(expected), said

@@ -129,7 +129,7 @@ def instances(clients: Clients, project: str, warnings: list[str] | None = None)
             for _scope, scoped in pages:
                 for raw in scoped.instances:
                     labels = dict(raw.labels)
-                    if labels.get(RUN_LABEL):
+                    if _node_of_run(raw.name, labels.get(RUN_LABEL)):
                         found.append(_item(INSTANCE, project, raw.name, labels, raw.status,
                                            zone=_last(raw.zone)))
             for unreachable in getattr(pages, "unreachables", None) or ():
@@ -152,12 +152,24 @@ def description_facts(text: str | None) -> dict[str, str]:
     return dict(re.findall(r"(?:^|\s)(composer-[a-z-]+)=(\S+)", text or ""))
 
 
+#: What modules/gcp-cluster names a run's firewall rules and policy: ``composer-<run
+#: id>-`` and one of these. A label or description alone could be copied or forged.
+RULE_SUFFIXES = ("ssh", "ssh-ipv6", "internal", "placement")
+
+
+def _node_of_run(name: str, run_id: str | None) -> bool:
+    """``name`` is a node of the run the label names: ``composer-<run id>-node-<rank>``
+    (a VM made from a composer node's template or image keeps its labels, not its name)."""
+    return bool(run_id) and re.fullmatch(
+        re.escape(f"{NAME_PREFIX}{run_id}-node-") + r"[0-9]+", name) is not None
+
+
 def _named_for_run(name: str, description: str | None) -> dict[str, str] | None:
-    """The facts of a firewall rule or policy named ``composer-<run id>-…`` whose
-    description names that run id; None for anything else."""
+    """The facts of a firewall rule or policy named ``composer-<run id>-<suffix>`` (the
+    module's names) whose description names that run id; None for anything else."""
     facts = description_facts(description)
     run_id = facts.get(RUN_LABEL)
-    if run_id and name.startswith(f"{NAME_PREFIX}{run_id}-"):
+    if run_id and name in {f"{NAME_PREFIX}{run_id}-{suffix}" for suffix in RULE_SUFFIXES}:
         return facts
     return None
 
@@ -233,7 +245,8 @@ class _Kind:
 
 
 def _instance_carries(raw: Any, item: Item) -> bool:
-    return dict(raw.labels).get(RUN_LABEL) == item["run_id"]
+    run_id = dict(raw.labels).get(RUN_LABEL)
+    return run_id == item["run_id"] and _node_of_run(raw.name, run_id)
 
 
 def _named_carries(raw: Any, item: Item) -> bool:

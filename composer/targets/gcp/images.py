@@ -63,6 +63,15 @@ def resolve_image(clients: Clients, gcp: GcpSpec, report: Reporter) -> Any | Non
                            "gcloud compute images list --project PROJECT shows the images")
             return None
         raise translate(exc, "images", "get", PreflightError) from exc
+    if not image.self_link or not image.name:
+        report.problem(FIELD, f"Compute Engine answered for '{gcp.image}' without the "
+                              "image's name or self link: nothing to pin",
+                       "check gcp.image and COMPOSER_GCE_ENDPOINT if set")
+        return None
+    if image.disk_size_gb and int(image.disk_size_gb) > gcp.boot_disk_gb:
+        report.problem("gcp.boot_disk_gb", f"{gcp.boot_disk_gb} GB is smaller than image "
+                                           f"{image.name} ({image.disk_size_gb} GB)",
+                       f"set gcp.boot_disk_gb to at least {image.disk_size_gb}")
     state = image.deprecated.state if image.deprecated else ""
     if state in ("OBSOLETE", "DELETED"):
         report.problem(FIELD, f"image {image.name} is {state}"

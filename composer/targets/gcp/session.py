@@ -11,8 +11,9 @@ Compute Engine REST endpoint, an emulator or a test's fake, with anonymous crede
 
 Every call has a timeout: one HTTP request waits at most ``CALL_TIMEOUT_S``; reads are
 retried on throttling, 5xx answers and dropped connections until ``DEADLINE_S``, so an
-endpoint that accepts and never answers fails in about a minute. Every failure becomes a
-``ComposerError`` with the API's own message, never a traceback.
+endpoint that accepts and never answers fails in about a minute; a whole call, pages
+included, ends within ``bounded.WALL_S`` whatever the endpoint does. Every failure becomes
+a ``ComposerError`` with the API's own message, never a traceback.
 """
 
 from __future__ import annotations
@@ -185,13 +186,19 @@ class Timed:
         if name.startswith("_") or not callable(method):
             return method
         retry = None if name.startswith(WRITES) else self._retry
-        return partial(_timed_call, method, retry)
+        what = f"{type(self._client).__name__.removesuffix('Client')}.{name}"
+        return partial(_timed_call, method, retry, what)
 
 
-def _timed_call(method: Callable[..., Any], retry: Any, *args: Any, **kwargs: Any) -> Any:
+def _timed_call(method: Callable[..., Any], retry: Any, what: str, *args: Any,
+                **kwargs: Any) -> Any:
+    """The call with composer's timeout and retry, bounded (``bounded.py``): a listing
+    comes back whole, as a list."""
+    from composer.targets.gcp.bounded import bounded
+
     kwargs.setdefault("timeout", CALL_TIMEOUT_S)
     kwargs.setdefault("retry", retry)
-    return method(*args, **kwargs)
+    return bounded(lambda: method(*args, **kwargs), what)
 
 
 # -- errors ---------------------------------------------------------------------------

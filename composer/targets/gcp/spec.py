@@ -87,7 +87,8 @@ FIELDS = (
            '(`"https://www.googleapis.com/compute/v1/projects/..."`) too; resolved to one '
            "image, pinned in `lock.json`", required=True, pattern=IMAGE),
     string("ssh_user", "the user composer logs in as, made on each node from the "
-           "instance's `ssh-keys`: a Unix user name, not `root`", pattern=UNIX_USER,
+           "instance's `ssh-keys`: a Unix user name, not `root` nor an account or group the "
+           "images have (`daemon`, `sudo`...)", pattern=UNIX_USER,
            default=DEFAULT_SSH_USER, schema={"not": {"const": "root"}}),
     choice("provisioning", '`"standard"` or `"spot"` (Spot VMs: cheaper, may be stopped and '
            "deleted at any time)", PROVISIONING, default="standard"),
@@ -137,7 +138,17 @@ def check_gcp(c: Checker, table: Table, cluster: ClusterSpec | None) -> GcpSpec 
                        'must be a network name ("default") or '
                        '"projects/PROJECT/global/networks/NETWORK"')
     subnetwork = _subnetwork(c, *c.get(table, GCP, "subnetwork"), region)
-    cidrs = check_cidrs(c, *c.get(table, GCP, "ssh_cidrs"))
+    raw_cidrs, cidrs_path = c.get(table, GCP, "ssh_cidrs")
+    cidrs = check_cidrs(c, raw_cidrs, cidrs_path)
+    whole = isinstance(raw_cidrs, list) and len(cidrs) == len(raw_cidrs)
+    if cidrs and whole and all(":" in cidr for cidr in cidrs):
+        c.add(cidrs_path, "holds only IPv6 blocks, and the nodes' external addresses are "
+                          "IPv4: composer could never reach them; add the IPv4 block composer "
+                          'runs from ("203.0.113.7/32")')
+    if accelerator and cluster is not None and cluster.gpus_per_node not in N1_GPU_COUNTS \
+            and cluster.gpus_per_node > 0:
+        c.add("cluster.gpus_per_node", f"is {cluster.gpus_per_node}; an N1 machine type takes "
+                                       "1, 2, 4 or 8 attached GPUs")
     labels = _labels(c, *c.get(table, GCP, "labels"))
     c.unknown_keys(table, GCP)
     if (c.count() != count or project is None or region is None or image is None
@@ -227,6 +238,7 @@ def _machine_types(c: Checker, value: Any, path: str) -> tuple[str, ...]:
     return () if value is MISSING else c.strings(value, path, "machine types", rule)
 
 
+N1_GPU_COUNTS = (1, 2, 4, 8)
 #: The GPUs Compute Engine attaches to N1 machine types (the only series that takes a
 #: separate accelerator); the others come with their own machine types.
 N1_ACCELERATORS = ("nvidia-tesla-t4", "nvidia-tesla-v100", "nvidia-tesla-p100",
@@ -362,7 +374,24 @@ def _ssh_user(c: Checker, value: Any, path: str) -> str | None:
         return c.add(path, "must not be \"root\": Compute Engine's guest agent makes no root "
                            'logins from ssh-keys; keep the default "composer" or name another '
                            "user (composer runs sudo where it needs root)")
+    if user in SYSTEM_NAMES or (user or "").startswith(("systemd-", "_")):
+        return c.add(path, f"{quote(user)} is a system account or group of the images (no "
+                           'login shell, or not a user at all): keep the default "composer" '
+                           "or name a user of your own")
     return user
+
+
+#: Accounts and groups Debian, Ubuntu and Compute Engine's images already have: the
+#: boot step would give their home an authorized key, or useradd would refuse the name.
+SYSTEM_NAMES = frozenset((
+    "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "gnats", "nobody", "nogroup", "sshd", "messagebus",
+    "syslog", "uuidd", "tcpdump", "tss", "landscape", "pollinate", "polkitd", "dnsmasq",
+    "lxd", "chrony", "ntp", "google-sudoers", "sudo", "adm", "wheel", "staff", "users",
+    "disk", "kmem", "dialout", "cdrom", "floppy", "tape", "audio", "video", "plugdev",
+    "netdev", "shadow", "utmp", "operator", "src", "sasl", "input", "kvm", "render",
+    "docker", "crontab", "ssh",
+))
 
 
 def _placement(c: Checker, value: Any, path: str, cluster: ClusterSpec | None,

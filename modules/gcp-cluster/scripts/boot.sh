@@ -85,7 +85,9 @@ changed=""
 put() {
   # Write stdin to $1 (mode $2) unless it holds exactly that already; note a change.
   local file=$1 mode=$2
-  cat > "$file.composer-new"
+  # Made 0600 from its first byte (a host key is among these), whatever umask says.
+  rm -f "$file.composer-new"
+  (umask 077 && cat > "$file.composer-new")
   if [ -f "$file" ] && cmp -s "$file.composer-new" "$file"; then
     rm -f "$file.composer-new"
   else
