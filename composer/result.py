@@ -191,6 +191,10 @@ class Result:
     duration_s: float | None = None
     reproduces: str | None = None
     drift: list[dict[str, Any]] = field(default_factory=list)
+    #: Every try at the run: where (zone, type), how it ended, how long (attempts.py).
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: Nodes that stopped answering during the run (retried when [run] retries allow).
+    lost_nodes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)

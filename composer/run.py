@@ -24,11 +24,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from composer import containers, environment, launch
+from composer import attempts as tries
+from composer import containers, environment, launch, recovery
 from composer import facts as node_facts
+from composer.capacity import capacity_error
 from composer.collect import collect_outputs, collect_timeout
 from composer.engine import check_provider_mirror, make_engine, outputs_of
-from composer.errors import ComposerError, ExitCode, Interrupted, PreflightError
+from composer.errors import (
+    ComposerError,
+    ExitCode,
+    Interrupted,
+    PreflightError,
+    SSHError,
+    TerraformError,
+)
 from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
 from composer.jsonfile import write_json
@@ -152,6 +161,10 @@ class Run:
         check_provider_mirror()
         self.pins = self.target.preflight(
             self.spec, self.replay.pins if self.replay is not None else None)
+        candidates = self.target.candidates(self.spec, self.pins)
+        if self.replay is not None:
+            candidates = tries.for_replay(candidates, self.replay.pins, self.target.placement)
+        self.plan = tries.Attempts(candidates, self.target.placement, self.spec.run.retries)
         self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.heartbeat_s = launch.heartbeat_interval(os.environ)
@@ -190,7 +203,7 @@ class Run:
         signum: int | None = None
         try:
             try:
-                self._stages()
+                self._attempts()
                 self._settle()
             except BaseException as exc:  # noqa: BLE001 - every failure ends in a record
                 with INTERRUPTS.shield(say="interrupted; tearing down after this failure"):
@@ -241,6 +254,96 @@ class Run:
             options=self.container_options, labels=(("composer.run", self.run_id),),
         )
 
+    def _attempts(self) -> None:
+        """The stages, once per attempt (composer/attempts.py): apply out of capacity
+        moves on to the next candidate, a lost node (with retries left) to a new cluster;
+        every other failure ends the run as before."""
+        while True:
+            attempt = self.plan.start()
+            self.pins = self.plan.pins
+            if attempt.number > 1:
+                self.log.say(f"attempt {attempt.number} in {attempt.where()}")
+            try:
+                self._stages()
+            except Exception as exc:
+                why = self._retry_reason(exc)
+                self.plan.end(why[0] if why else "failed", describe(exc), why[1] if why else None)
+                if why is None:
+                    raise
+                if why[1]:
+                    self.result.lost_nodes = sorted({*self.result.lost_nodes, *why[1]})
+                if not self.plan.advance(why[0]):
+                    if why[0] == tries.CAPACITY:
+                        error = self.plan.exhausted()
+                        self.log.say(f"hint: {error.hint}")
+                        raise error from exc
+                    raise
+                self.log.say(f"attempt {attempt.number} in {attempt.where()} ended: "
+                             f"{why[0]}; tearing it down to try again")
+                self._between(why[0])
+                continue
+            self.plan.end("finished")
+            return
+
+    def _retry_reason(self, exc: Exception) -> tuple[str, list[str]] | None:
+        """Why an attempt that failed may be made again elsewhere, or None."""
+        if isinstance(exc, TerraformError) and self.result.stage == "apply":
+            spot = "spot" in (getattr(self.spec.target_config, "market", None),
+                              getattr(self.spec.target_config, "provisioning", None))
+            return (tries.CAPACITY, []) if capacity_error(exc.diagnostics, spot) else None
+        if isinstance(exc, tries.NodeLost):
+            return tries.NODE_LOST, exc.nodes
+        return None
+
+    def _between(self, reason: str) -> None:
+        """Tear an attempt's cluster down before the next one: its checkpoint first
+        (after a lost node), then destroy; the next attempt renders afresh."""
+        number = self.plan.current.number
+        checkpoint = self.spec.run.checkpoint
+        if reason == tries.NODE_LOST and checkpoint and self.nodes:
+            self.log.say(recovery.fetch_checkpoint(self.nodes[0], self.work / "keys" / "client",
+                                                   checkpoint, self.work / "checkpoint"))
+        for session in self.sessions:
+            session.close()
+        self.sessions, self.job = [], None
+        t0 = time.monotonic()
+        outcome = destroy(self.engine, self.target, self.work, self.state.parallelism,
+                          self.tf_log, self.state.held)
+        if outcome["status"] != "destroyed":
+            raise ComposerError(f"attempt {number}'s cluster could not be destroyed before "
+                                f"the next attempt: {outcome.get('error')}",
+                                hint=f"composer down {self.run_id} tries again")
+        self.log.say(f"[destroy] attempt {number} destroyed in {time.monotonic() - t0:.2f}s")
+        self.state.applied, self.state.held, self.nodes = False, [], []
+        self.state.save(self.work)
+        tries.set_aside(self.staged, number, self.spec.record.max_log_size)
+        for path in (self.staged / "infra", self.tf_dir):
+            shutil.rmtree(path, ignore_errors=True)
+        (self.work / "inventory.json").unlink(missing_ok=True)
+
+    def _launch_watching(self) -> launch.JobResult:
+        """The workload; a failure with a node that no longer answers is a lost node
+        (asked of an mpi job's failure only when [run] retries are on node-lost)."""
+        try:
+            job = self._launch()
+        except SSHError as exc:
+            lost = recovery.lost_nodes(self.nodes, self.work / "keys" / "client")
+            if lost:
+                raise tries.NodeLost(lost, exc.message) from exc
+            raise
+        if job.exit_code != 0 and tries.NODE_LOST in self.spec.run.retries.on:
+            lost = recovery.lost_nodes(self.nodes, self.work / "keys" / "client")
+            if lost:
+                raise tries.NodeLost(lost, f"the workload exited with {job.exit_code}")
+        return job
+
+    def _stage_checkpoint(self) -> None:
+        """A checkpoint an earlier attempt left, onto this attempt's head."""
+        relative, saved = self.spec.run.checkpoint, self.work / "checkpoint"
+        if relative and saved.is_dir():
+            recovery.put_checkpoint(self.sessions[0], saved, relative)
+            self.log.say(f"checkpoint {relative} staged onto {self.nodes[0].name}")
+
     def _stages(self) -> None:
         spec = self.spec
         with self.stage("render"):
@@ -284,8 +387,9 @@ class Run:
                         self.sessions)
             if spec.run.launcher == "mpi":
                 self._stage_mpi()
+            self._stage_checkpoint()
         with self.stage("run"):
-            self.job = self._launch()
+            self.job = self._launch_watching()
         with self.stage("collect"):
             self._collect()
 
@@ -399,7 +503,10 @@ class Run:
         env.update(
             COMPOSER_RUN_ID=self.run_id, COMPOSER_NUM_NODES=str(len(self.nodes)),
             COMPOSER_NODE_ADDRS=",".join(addrs), COMPOSER_HEAD_ADDR=addrs[0],
+            COMPOSER_ATTEMPT=str(self.plan.current.number),
         )
+        if self.spec.run.checkpoint:
+            env["COMPOSER_CHECKPOINT_DIR"] = self.spec.run.checkpoint
         return env
 
     def _stage_mpi(self) -> None:
@@ -553,6 +660,8 @@ class Run:
             r.error = f"interrupted by {signal.Signals(signum).name} during destroy"
         r.finished_at = now_iso()
         r.duration_s = round(time.monotonic() - started, 3)
+        tries.settle_last(self.plan, r.status, r.error)
+        r.attempts = self.plan.to_list()
         code = status_exit_code(r.status, signum)
         if r.status == "failed" and (r.stage != "run" or self.job is None):
             exc = getattr(self, "error_exc", None)

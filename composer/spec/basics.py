@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from composer.spec.check import Checker, Table
 from composer.spec.fields import MISSING, Section, boolean, choice, integer, other, string
-from composer.spec.model import ClusterSpec, JobSection, RunSpec
+from composer.spec.model import ClusterSpec, JobSection, RetrySpec, RunSpec
 from composer.spec.text import describe, join, quote
 
 if TYPE_CHECKING:
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 #: Targets that are recognised but not available yet: named so as to say so.
 PLANNED_TARGETS: tuple[str, ...] = ()
 LAUNCHERS = ("ssh", "mpi")
+RETRY_ON = ("node-lost", "capacity")
+MAX_RETRIES = 100
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _ENV_NAME = re.compile(ENV_NAME)
 _ENV_SCHEMA = {"pattern": f"^(?!COMPOSER_){ENV_NAME}$"}
@@ -76,6 +78,16 @@ RUN = Section("run", "The command to launch on the nodes.", required=True, field
           {"type": "array", "uniqueItems": True, "items": {"type": "string", **_ENV_SCHEMA}},
           default=[]),
     boolean("fail_fast", "ssh launcher: stop every node when one fails; see below", True),
+    other("retries", "table", "`max`: 0–100 starts again; `on`: any of "
+          + " and ".join(f'`"{r}"`' for r in RETRY_ON) + "; see below",
+          {"type": "object", "required": ["max", "on"], "additionalProperties": False,
+           "properties": {"max": {"type": "integer", "minimum": 0, "maximum": MAX_RETRIES},
+                          "on": {"type": "array", "uniqueItems": True,
+                                 "items": {"enum": list(RETRY_ON)}}}},
+          shown_default="none"),
+    string("checkpoint", "a directory relative to the workload's working directory, "
+           "carried to the next attempt's head; see below", shown_default="none",
+           nonempty=True),
 ))
 
 
@@ -123,10 +135,67 @@ def check_run(c: Checker, table: Table | None) -> RunSpec | None:
     env = _env(c, *c.get(table, RUN, "env"))
     secrets = _secret_names(c, *c.get(table, RUN, "secret_env"), env or ())
     fail_fast = c.value(table, RUN, "fail_fast")
+    retries = _retries(c, *c.get(table, RUN, "retries"))
+    checkpoint = _checkpoint(c, *c.get(table, RUN, "checkpoint"))
     c.unknown_keys(table, RUN)
-    if launcher is None or command is None or env is None or secrets is None:
+    if launcher is None or command is None or env is None or secrets is None or \
+            retries is None or checkpoint is False:
         return None
-    return RunSpec(launcher, command, env, secrets, fail_fast)
+    return RunSpec(launcher, command, env, secrets, fail_fast, retries, checkpoint or None)
+
+
+def _retries(c: Checker, value: Any, path: str) -> RetrySpec | None:
+    """``retries = { max = N, on = ["node-lost", "capacity"] }``."""
+    if value is MISSING:
+        return RetrySpec()
+    example = 'write it as retries = { max = 2, on = ["node-lost", "capacity"] }'
+    if not isinstance(value, dict):
+        return c.add(path, f"must be a table, got {describe(value)}; {example}")
+    count = c.count()
+    c.unknown(value, path, ("max", "on"))
+    most = c.integer(value.get("max", MISSING), join(path, "max"), 0, MAX_RETRIES)
+    if "max" not in value:
+        c.add(join(path, "max"), f"required: how many times the run may start again; {example}")
+    on = value.get("on", MISSING)
+    reasons: list[str] = []
+    if on is MISSING:
+        c.add(join(path, "on"), f"required: what starts the run again; {example}")
+    elif not isinstance(on, list):
+        c.add(join(path, "on"), f"must be an array, got {describe(on)}; {example}")
+    else:
+        for i, raw in enumerate(on):
+            reason = c.choice(raw, f"{join(path, 'on')}[{i}]", RETRY_ON)
+            if reason in reasons:
+                c.add(f"{join(path, 'on')}[{i}]", f"{quote(reason)} is listed twice")
+            elif reason is not None:
+                reasons.append(reason)
+    if c.count() != count or most is None:
+        return None
+    return RetrySpec(most, tuple(r for r in RETRY_ON if r in reasons))
+
+
+def _checkpoint(c: Checker, value: Any, path: str) -> str | bool | None:
+    """A relative directory without ``..``, normalised (``"ckpt/"`` -> ``"ckpt"``);
+    False after a problem."""
+    text = c.string(value, path, None, nonempty=True) if value is not MISSING else None
+    if value is MISSING:
+        return None
+    if text is None:
+        return False
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    why = None
+    if text.startswith("/") or text.startswith("~"):
+        why = "must be relative to the workload's working directory, not absolute"
+    elif ".." in parts:
+        why = "must stay inside the workload's working directory (no '..')"
+    elif not parts:
+        why = 'must name a directory, e.g. "ckpt/"'
+    elif any(ord(ch) < 0x20 for ch in text):
+        why = "must not hold control characters"
+    if why is not None:
+        c.add(path, f"{why}, got {quote(text)}")
+        return False
+    return "/".join(parts)
 
 
 def _secret_names(

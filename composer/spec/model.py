@@ -26,14 +26,27 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True)
+class RetrySpec:
+    """``[run] retries``: how many times a run may start again (``max``), and on what
+    (``on``: ``"node-lost"``, ``"capacity"``). The default: never."""
+
+    max: int = 0
+    on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunSpec:
-    """``command`` is an argv tuple (run without a shell) or a string for ``sh -c``."""
+    """``command`` is an argv tuple (run without a shell) or a string for ``sh -c``.
+    ``checkpoint``: a directory under the workload's working directory, carried from the
+    head of one attempt to the next."""
 
     launcher: str
     command: tuple[str, ...] | str
     env: tuple[tuple[str, str], ...] = ()
     secret_env: tuple[str, ...] = ()
     fail_fast: bool = True
+    retries: RetrySpec = field(default_factory=RetrySpec)
+    checkpoint: str | None = None
 
 
 @dataclass(frozen=True)

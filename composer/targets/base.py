@@ -10,7 +10,9 @@ The life of a run, as the driver calls it:
 
 1. ``preflight(spec)``: every check that can fail before anything is created or
    spent; returns the target's pins (resolved image, account, zone...), which go
-   into ``lock.json`` under ``target.resolved``.
+   into ``lock.json`` under ``target.resolved``. ``candidates(spec, pins)``: the
+   (zone, type) choices, best first, each a full set of pins; when apply fails for
+   capacity the run is made again in the next one (``composer/attempts.py``).
 2. ``tfvars(spec)``: the spec's values for the rendered tree's
    ``terraform.tfvars.json`` (beyond the ones every target has).
 3. ``allocate`` -> ``Allocation``: what the run holds outside Terraform (local
@@ -88,6 +90,20 @@ class Target(ABC):
         """Check everything that can be checked without creating anything; return pins
         (``warnings``: lines to print). ``pinned``: a recorded run's pins, to reproduce
         that run exactly (the image it used, not what an alias names today)."""
+
+    def candidates(self, spec: Spec, pins: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every choice of where the nodes go that preflight found fit, best first, each a
+        full set of pins: preflight's own choice, then the others it listed under
+        ``candidates`` (``zone`` and ``instance_type``/``machine_type``..., merged over
+        the pins). A target that lists none has one candidate: its pins."""
+        listed = pins.get("candidates") or [{}]
+        return [{**pins, **choice} for choice in listed]
+
+    def placement(self, pins: dict[str, Any]) -> dict[str, Any]:
+        """Where a candidate puts the nodes, for the attempts in ``result.json``: its zone
+        and instance/machine type (None for a target without either, like local)."""
+        return {"zone": pins.get("zone"),
+                "type": pins.get("instance_type") or pins.get("machine_type")}
 
     def recorded_environment(self, resolved: dict[str, Any]) -> dict[str, str]:
         """Environment variables a recorded spec is checked with again (``reproduce``),

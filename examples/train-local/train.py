@@ -7,10 +7,17 @@ rank's local minibatch, averages the gradients across ranks with
 same parameters throughout. The same seed and world size give a byte-identical
 ``model.npz``.
 
+With ``--checkpoint DIR`` (default: ``$COMPOSER_CHECKPOINT_DIR``, which composer sets
+from ``[run] checkpoint``) rank 0 writes the parameters to ``DIR/checkpoint.npz`` after
+every epoch, and a run that finds one there resumes after its epoch. Each epoch's
+shuffle depends only on the seed, the epoch and the rank, so a resumed run ends with
+the same ``model.npz``, bit for bit, as one that was never interrupted.
+
 Run directly (one process) or under MPI:
 
     python train.py --epochs 5
     mpirun -np 4 python train.py --epochs 20
+    python train.py --epochs 20 --checkpoint ckpt   # again after a stop: resumes
 """
 
 from __future__ import annotations
@@ -57,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=int(os.environ.get("SEED", "0")),
         help="random seed (default: $SEED or 0)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=os.environ.get("COMPOSER_CHECKPOINT_DIR") or None,
+        help="directory of checkpoint.npz: written every epoch, resumed from "
+        "(default: $COMPOSER_CHECKPOINT_DIR; none without it)",
     )
     args = parser.parse_args(argv)
     if args.epochs < 1:
@@ -163,6 +176,36 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
+CHECKPOINT = "checkpoint.npz"
+
+
+def save_checkpoint(directory: str, params: np.ndarray, epoch: int, seed: int,
+                    size: int) -> None:
+    """The parameters after ``epoch``, written whole or not at all."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    write_npz(path / CHECKPOINT, {"params": params, "epoch": np.array([epoch]),
+                                  "seed": np.array([seed]), "world_size": np.array([size])})
+
+
+def load_checkpoint(directory: str | None, params: np.ndarray, seed: int,
+                    size: int) -> tuple[int, str | None]:
+    """The epoch a checkpoint in ``directory`` was written after (0: none there), its
+    parameters copied into ``params``; or an error for one of another run."""
+    path = Path(directory or "") / CHECKPOINT
+    if not directory or not path.exists():
+        return 0, None
+    with np.load(path, allow_pickle=False) as saved:
+        their_seed, their_size = int(saved["seed"][0]), int(saved["world_size"][0])
+        if (their_seed, their_size) != (seed, size):
+            return 0, (f"{path} is from a run with seed {their_seed} and {their_size} "
+                       f"ranks, not seed {seed} and {size}")
+        if saved["params"].shape != params.shape:
+            return 0, f"{path} holds {saved['params'].size} parameters, not {params.size}"
+        params[...] = saved["params"]
+        return int(saved["epoch"][0]), None
+
+
 def round_sig(value: float, digits: int = 12) -> float:
     return float(f"{value:.{digits}g}")
 
@@ -222,7 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     grad = np.empty_like(model.params)
     epoch_stats = np.empty(2, dtype=np.float64)
 
-    for epoch in range(1, args.epochs + 1):
+    # Rank 0 reads the checkpoint; every rank starts from its parameters and epoch.
+    done, problem = 0, None
+    if rank == 0:
+        done, problem = load_checkpoint(args.checkpoint, model.params, args.seed, size)
+    done, problem = comm.bcast((done, problem), root=0)
+    if problem is not None:
+        log(f"error: {problem}")
+        return 2
+    comm.Bcast(model.params, root=0)
+    if done:
+        log(f"resuming after epoch {done} from {args.checkpoint}/{CHECKPOINT}")
+
+    for epoch in range(min(done, args.epochs) + 1, args.epochs + 1):
         order = shard[
             np.random.default_rng([args.seed, epoch, rank]).permutation(len(shard))
         ]
@@ -243,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"epoch {epoch:3d}/{args.epochs}  loss {mean_loss:.6f}  "
                 f"accuracy {accuracy:.4f}"
             )
+            if args.checkpoint:
+                save_checkpoint(args.checkpoint, model.params, epoch, args.seed, size)
 
     digest = hashlib.sha256(model.params.tobytes()).hexdigest()
     digests = comm.allgather(digest)

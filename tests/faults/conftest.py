@@ -29,6 +29,8 @@ CHECKS = (
     ("escapes", "escaped processes stopped"),
     ("streams", "hostile streams handled"),
     ("walkthrough", "new-user stumbles answered"),
+    ("capacity failover", "capacity failovers"),
+    ("node lost", "lost nodes recovered"),
 )
 COUNTERS = (("secrets found", "secrets found"),)
 

@@ -94,8 +94,14 @@ def test_pins_of_a_cpu_spec(session: Any) -> None:
         "instance_type": "t3.micro", "zone": "us-east-1a", "subnet": subnet, "vpc_id": vpc,
         "types": {"t3.micro": {"vcpus": 2, "gpus": 0, "gpu_model": None, "memory_mib": 1024,
                                "efa": False}},
+        "candidates": pins["candidates"],
         "warnings": [],
     }
+    # every offered zone with a default subnet, in order, the chosen one first
+    assert pins["candidates"][0] == {"instance_type": "t3.micro", "zone": "us-east-1a",
+                                     "subnet": subnet, "vpc_id": vpc}
+    zones = [c["zone"] for c in pins["candidates"]]
+    assert zones == sorted(zones) and len(zones) > 1
     stub.assert_no_pending_responses()
 
 

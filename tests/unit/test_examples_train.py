@@ -160,3 +160,28 @@ def test_mpirun_same_seed_gives_identical_model(workdir: Path) -> None:
         assert metrics["train_accuracy"] > 1.0 / NUM_CLASSES + 0.25
         hashes.append(_sha256(out / "model.npz"))
     assert hashes[0] == hashes[1]
+
+
+def test_a_resumed_run_ends_with_the_uninterrupted_model(
+    workdir: Path, single_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """One epoch, stopped; then the rest from its checkpoint: the same bytes as run "a"
+    (all epochs at once), metrics included; a checkpoint of another seed is refused."""
+    ckpt = tmp_path / "ckpt"
+    _run([sys.executable, "train.py", "--epochs", "1", "--seed", "7"], workdir,
+         _env(tmp_path / "first", COMPOSER_CHECKPOINT_DIR=str(ckpt)))
+    assert (ckpt / "checkpoint.npz").exists()
+    out = tmp_path / "resumed"
+    proc = _run([sys.executable, "train.py", "--epochs", EPOCHS, "--seed", "7",
+                 "--checkpoint", str(ckpt)], workdir, _env(out))
+    assert "resuming after epoch 1" in proc.stdout
+    assert "epoch   1/" not in proc.stdout
+    assert _sha256(out / "model.npz") == _sha256(single_runs["a"] / "model.npz")
+    assert (out / "metrics.json").read_bytes() == \
+        (single_runs["a"] / "metrics.json").read_bytes()
+    other = subprocess.run(
+        [sys.executable, "train.py", "--epochs", EPOCHS, "--seed", "8", "--checkpoint",
+         str(ckpt)], cwd=workdir, env=_env(tmp_path / "other"), capture_output=True,
+        text=True, timeout=120)
+    assert other.returncode == 2
+    assert "is from a run with seed 7" in other.stdout

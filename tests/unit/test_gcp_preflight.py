@@ -46,8 +46,14 @@ def test_a_cpu_spec_pins_project_zone_type_image_and_network(gce: Gce) -> None:
                                     "gpu_model": None, "bundled": False}},
         "quotas": {"CPUS": {"limit": 72.0, "usage": 8.0, "need": 8},
                    "INSTANCES": {"limit": 24.0, "usage": 2.0, "need": 2}},
+        "candidates": pins["candidates"],
         "warnings": [],
     }  # fmt: skip
+    # every zone of the region where the type fits, in order, the chosen one first
+    zones = [c["zone"] for c in pins["candidates"]]
+    assert zones[0] == "us-central1-a" and zones == sorted(zones) and len(zones) > 1
+    assert {(c["machine_type"], c["accelerator"]) for c in pins["candidates"]} == \
+        {("e2-standard-4", None)}
     # Read-only: nothing but GETs reached the API.
     assert all(line.startswith("GET ") for line in gce.world.log), gce.world.log
 

@@ -205,6 +205,8 @@ def test_expanded_full(job_dir: Path) -> None:
             "secret_env": [],
             "fail_fast": True,
             "launcher": "mpi",
+            "retries": {"max": 0, "on": []},
+            "checkpoint": None,
         },
     }
     assert list(data) == sorted(data)
@@ -245,7 +247,7 @@ def test_defaults_filled(job_dir: Path) -> None:
         "record": {"max_log_size": 2_000_000, "repo": None},
         "reproduce": {"metrics": [], "tolerance": {}},
         "run": {"command": "echo hi", "env": {}, "fail_fast": True, "launcher": "ssh",
-                "secret_env": []},
+                "secret_env": [], "retries": {"max": 0, "on": []}, "checkpoint": None},
     }
 
 

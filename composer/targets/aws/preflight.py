@@ -10,7 +10,10 @@ nothing else can be asked.
 
 Choice of zone and type: the first instance type (in the spec's order) that is
 offered in a candidate zone (in order) with a usable subnet; candidates are
-``aws.zones``, or every zone of the region offering the first type.
+``aws.zones``, or every zone of the region offering the first type. Every other
+(type, zone) pair that fits, in the same order, is kept in the pins (``candidates``):
+when a zone has no capacity for a type, the run fails over to the next one
+(``composer/attempts.py``). The vCPU quota is read for the first choice only.
 """
 
 from __future__ import annotations
@@ -179,7 +182,8 @@ class _Preflight:
         self.check_gpus_and_efa(types)
         image = self.image(types)
         login_user = self.login_user(image)
-        chosen_type, zone, subnet, vpc = self.network(types, candidates, offered)
+        choices = self.network(types, candidates, offered)
+        chosen_type, zone, subnet, vpc = choices[0] if choices else (None, "", "", "")
         if chosen_type is not None:
             self.check_quota(types[chosen_type])
         if not self.problems and (image is None or chosen_type is None):
@@ -193,6 +197,8 @@ class _Preflight:
             "login_user": login_user, "instance_type": chosen_type, "zone": zone,
             "subnet": subnet, "vpc_id": vpc,
             "types": {name: info.pin() for name, info in types.items()},
+            "candidates": [{"instance_type": name, "zone": where, "subnet": net, "vpc_id": v}
+                           for name, where, net, v in choices],
             "warnings": list(self.warnings),
         }  # fmt: skip
 
@@ -317,18 +323,18 @@ class _Preflight:
     # -- subnet, zone and type ----------------------------------------------------
 
     def network(self, types: dict[str, TypeInfo], candidates: list[str],
-                offered: dict[str, set[str]]) -> tuple[str | None, str, str, str]:
-        """``(instance type, zone, subnet id, vpc id)`` chosen; (None, "", "", "") if none."""
+                offered: dict[str, set[str]]) -> list[tuple[str, str, str, str]]:
+        """Every ``(instance type, zone, subnet id, vpc id)`` that fits, best first (the
+        spec's type order, then its zone order); empty, with a problem, if none does."""
         if self.aws.subnet_id:
             subnets = self.given_subnet(self.aws.subnet_id, candidates)
         else:
             subnets = self.default_subnets()
         zones = list(subnets) if self.aws.subnet_id else candidates
-        for name in types:
-            for zone in zones:
-                if zone in subnets and zone in offered.get(name, set()):
-                    subnet, vpc = subnets[zone]
-                    return name, zone, subnet, vpc
+        fits = [(name, zone, *subnets[zone]) for name in types for zone in zones
+                if zone in subnets and zone in offered.get(name, set())]
+        if fits:
+            return fits
         usable = [name for name in types if offered.get(name, set()) & set(zones)]
         if self.aws.subnet_id and subnets and types:
             self.problem("aws.subnet_id",
@@ -341,7 +347,7 @@ class _Preflight:
                          f"default subnet (candidate zones {', '.join(zones)}; default "
                          f"subnets in {', '.join(sorted(subnets))})",
                          "choose types offered there, or set aws.zones / aws.subnet_id")
-        return None, "", "", ""
+        return []
 
     def given_subnet(self, subnet_id: str, candidates: list[str]) -> dict[str, tuple[str, str]]:
         from botocore.exceptions import ClientError

@@ -12,7 +12,10 @@ Choice of zone and machine type: the first machine type (in the spec's order) th
 exists in a candidate zone (in order) where its GPUs fit: a type of a series whose GPUs
 come with it (A2, A3, G2...) must have ``cluster.gpus_per_node`` of them; another type
 with GPUs needs ``gcp.accelerator`` offered in that zone with enough cards per VM.
-Candidates are ``gcp.zones``, or every zone of the region, that are UP.
+Candidates are ``gcp.zones``, or every zone of the region, that are UP. Every other
+(zone, machine type) pair that fits, in the same order, is kept in the pins
+(``candidates``): when a zone has no capacity, the run fails over to the next one
+(``composer/attempts.py``). Quotas are read for the first choice only.
 """
 
 from __future__ import annotations
@@ -138,7 +141,8 @@ class _Preflight:
 
     def pins(self, number: str) -> dict[str, Any]:
         zones = self.zones()
-        chosen = self.choose(zones) if zones else None
+        fits = self.choose(zones) if zones else []
+        chosen = fits[0] if fits else None
         image = resolve_image(self.clients, self.gcp, self)
         network, subnetwork = resolve_network(self.clients, self.gcp, self)
         zone, machine_type = chosen or (None, None)
@@ -159,6 +163,8 @@ class _Preflight:
             "login_user": self.gcp.ssh_user, "accelerator": self.accelerator(machine_type),
             "network": network, "subnetwork": subnetwork,
             "types": {name: info.pin(*self.gpus_of(name)) for name, info in self.types.items()},
+            "candidates": [{"zone": where, "machine_type": name,
+                            "accelerator": self.accelerator(name)} for where, name in fits],
             "quotas": quotas, "warnings": list(self.warnings),
         }  # fmt: skip
 
@@ -185,25 +191,31 @@ class _Preflight:
                          "choose other zones or another gcp.region")
         return up
 
-    def choose(self, zones: list[str]) -> tuple[str, str] | None:
-        """The first (zone, machine type) that fits; one problem listing every pair
-        tried and why when none does."""
+    def choose(self, zones: list[str]) -> list[tuple[str, str]]:
+        """Every (zone, machine type) that fits, the first one chosen; one problem listing
+        every pair tried and why when none does."""
         tried: list[str] = []
+        fits: list[tuple[str, str]] = []
         for index, machine_type in enumerate(self.gcp.machine_types):
             whys = []
             for zone in zones:
                 why = self.unfit(zone, machine_type)
                 if why is None:
-                    if tried:
+                    if tried and not fits:
                         self.warnings.append(
                             f"gcp.machine_types: using {machine_type} in {zone}; passed over "
                             + "; ".join(tried))
-                    return zone, machine_type
+                    fits.append((zone, machine_type))
+                    continue
                 whys.append(why)
-                tried.append(f"{zone} {machine_type}: {why}")
-            if zones and all(why == NO_SUCH_TYPE for why in whys):
+                if not fits:
+                    tried.append(f"{zone} {machine_type}: {why}")
+            if zones and whys and len(whys) == len(zones) and \
+                    all(why == NO_SUCH_TYPE for why in whys):
                 self.warnings.append(f"gcp.machine_types[{index}]: {machine_type} exists in "
                                      "none of the candidate zones (a misspelt name?)")
+        if fits:
+            return fits
         gpus = self.spec.cluster.gpus_per_node
         self.problem("gcp.machine_types",
                      "no candidate zone and machine type fit the run:\n    "
@@ -212,7 +224,7 @@ class _Preflight:
                      f"with {gpus} GPU(s) per node, cluster.gpus_per_node), or another "
                      "gcp.region; gcloud compute machine-types list --zones ZONE and "
                      "gcloud compute accelerator-types list show what each zone offers")
-        return None
+        return []
 
     def unfit(self, zone: str, machine_type: str) -> str | None:
         """Why ``machine_type`` in ``zone`` cannot run a node (None: it can)."""

@@ -212,6 +212,11 @@ class LocalTarget(Target):
         self.check_host(spec.run.launcher)
         return {}
 
+    def candidates(self, spec: Spec, pins: dict[str, Any]) -> list[dict[str, Any]]:
+        # One machine, one candidate: no zones, no instance types, no capacity to run
+        # out of (a loopback block whose port is taken is passed over by lease already).
+        return [pins]
+
     def check_host(self, launcher: str) -> None:
         """This machine can run the nodes: the port setting, leases dir, sshd, and the
         launcher's tools."""
