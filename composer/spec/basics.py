@@ -76,6 +76,8 @@ RUN = Section("run", "The command to launch on the nodes.", required=True, field
           {"type": "array", "uniqueItems": True, "items": {"type": "string", **_ENV_SCHEMA}},
           default=[]),
     boolean("fail_fast", "ssh launcher: stop every node when one fails; see below", True),
+    boolean("health", "check the cluster before the workload starts (every node reaches "
+            "every other, the GPUs asked for, with mpi an allreduce); see below", True),
 ))
 
 
@@ -123,10 +125,11 @@ def check_run(c: Checker, table: Table | None) -> RunSpec | None:
     env = _env(c, *c.get(table, RUN, "env"))
     secrets = _secret_names(c, *c.get(table, RUN, "secret_env"), env or ())
     fail_fast = c.value(table, RUN, "fail_fast")
+    health = c.value(table, RUN, "health")
     c.unknown_keys(table, RUN)
     if launcher is None or command is None or env is None or secrets is None:
         return None
-    return RunSpec(launcher, command, env, secrets, fail_fast)
+    return RunSpec(launcher, command, env, secrets, fail_fast, health=health)
 
 
 def _secret_names(

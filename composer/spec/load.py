@@ -150,7 +150,8 @@ def expanded(spec: Spec) -> dict[str, Any]:
         "job": asdict(spec.job),
         "cluster": asdict(spec.cluster),
         "run": {"launcher": run.launcher, "command": command, "env": dict(run.env),
-                "secret_env": list(run.secret_env), "fail_fast": run.fail_fast},
+                "secret_env": list(run.secret_env), "fail_fast": run.fail_fast,
+                "health": run.health},
         "code": {"path": None if code is None else _relative(code, spec.base_dir)},
         "inputs": [
             {"source": _relative(item.source, spec.base_dir), "dest": item.dest}

@@ -34,6 +34,8 @@ class RunSpec:
     env: tuple[tuple[str, str], ...] = ()
     secret_env: tuple[str, ...] = ()
     fail_fast: bool = True
+    #: The health gate before the workload (composer/health.py).
+    health: bool = True
 
 
 @dataclass(frozen=True)
