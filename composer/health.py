@@ -336,15 +336,23 @@ def _mpi_error(mpi: MpiCheck, code: int | str, output: bytes,
         node = mpi.names[min(rank // max(mpi.slots, 1), len(mpi.names) - 1)]
         why = "" if failed[1] is None else f" with {failed[1]}"
         return (f"the allreduce failed: rank {rank} on {node} exited{why}"
-                f"{_last_line(output)}"), node
+                f"{_last_line(output, rank)}"), node
     return (f"the allreduce failed: mpirun on {head} exited with {code}"
             f"{_last_line(output)}"), head
 
 
-def _last_line(output: bytes) -> str:
-    lines = [ln.strip() for ln in output.decode("utf-8", "replace").splitlines()
-             if ln.strip() and not set(ln.strip()) <= set("-*=")]
-    return f" ({lines[-1][:300]})" if lines else ""
+def _last_line(output: bytes, rank: int | None = None) -> str:
+    """The last thing ``rank`` printed (mpirun tags its lines), else mpirun's last line."""
+    lines: list[bytes] = []
+    for raw in output.splitlines():
+        tagged = launch.TAG.match(raw)
+        if rank is not None and tagged is not None and int(tagged.group(2)) == rank:
+            lines.append(tagged.group(4))
+        elif rank is None and tagged is None:
+            lines.append(raw)
+    text = [t for t in (ln.decode("utf-8", "replace").strip() for ln in lines)
+            if t and not set(t) <= set("-*=")]
+    return f" ({text[-1][:300]})" if text else ""
 
 
 def summary(report: Report) -> str:
