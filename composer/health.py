@@ -33,6 +33,8 @@ from composer.remote import Node, Session, fan_out
 HEALTH_FILE = "health.json"
 SCHEMA_VERSION = 1
 CONNECT_TIMEOUT_S = 5.0
+#: Peers a node probes at once (MESH_SCRIPT's threads).
+PROBE_THREADS = 32
 #: How long mpirun may take to start every rank and run the allreduce: its daemons
 #: start over ssh, a tree of them on a large cluster.
 MPI_TIMEOUT_S = 60.0
@@ -60,15 +62,15 @@ def probe(i):
     except OSError as exc:
         out[i] = [name, None, exc.strerror or str(exc) or type(exc).__name__]
 def worker(start):
-    for i in range(start, len(peers), 32):
+    for i in range(start, len(peers), THREADS):
         probe(i)
-threads = [threading.Thread(target=worker, args=(s,)) for s in range(min(32, len(peers)))]
+threads = [threading.Thread(target=worker, args=(s,)) for s in range(min(THREADS, len(peers)))]
 for t in threads:
     t.start()
 for t in threads:
     t.join()
 print("composer-mesh " + json.dumps(out))
-"""
+""".replace("THREADS", str(PROBE_THREADS))
 
 #: Every rank: one allreduce whose sum is checked, then MPI_ROUNDS timed ones.
 MPI_SCRIPT = r"""
@@ -220,6 +222,11 @@ def parse_mesh(text: str) -> list[tuple[str, float | None, str | None]]:
     return [(str(n), ms, err) for n, ms, err in json.loads(match.group(1))]
 
 
+def mesh_timeout(nodes: int) -> float:
+    """Every peer black-holed: PROBE_THREADS at a time, each for CONNECT_TIMEOUT_S."""
+    return -(-(nodes - 1) // PROBE_THREADS) * CONNECT_TIMEOUT_S + 30
+
+
 def mesh_check(sessions: Sequence[Session], env_path: str | None) -> dict[str, Any]:
     """Every node to every other node's SSH port, all nodes at once."""
     nodes = [s.node for s in sessions]
@@ -231,7 +238,7 @@ def mesh_check(sessions: Sequence[Session], env_path: str | None) -> dict[str, A
     def one(session: Session) -> tuple[str, list[tuple[str, float | None, str | None]] | str]:
         try:
             text = session.check(mesh_command(nodes, session.node, env_path),
-                                 timeout=CONNECT_TIMEOUT_S * 4 + 30)
+                                 timeout=mesh_timeout(len(nodes)))
             return session.node.name, parse_mesh(text)
         except (SSHError, TimeoutError, ValueError, OSError) as exc:
             return session.node.name, str(exc)
