@@ -156,11 +156,10 @@ def check(sessions: Sequence[Session], facts: Sequence[dict[str, Any]], gpus_per
     if not failed:
         say(f"[health] {summary(report)}")
         return report
-    say(f"[health] {_hint(report)}")
+    skip = "health.json in the record has the details; [run] health = false skips the check"
+    say(f"[health] {_hint(report)}; {skip}")
     raise HealthError("health check failed: " + "; ".join(e for c in failed for e in c["errors"]),
-                      node=failed[0].get("node"),
-                      hint="[run] health = false skips the check; health.json in the "
-                           "record has the details")
+                      node=failed[0].get("node"), hint=skip)
 
 
 def _hint(report: Report) -> str:
