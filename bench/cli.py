@@ -22,7 +22,7 @@ from bench.report import Metric, median, results_table, spread, table
 T = TypeVar("T")
 
 SECTIONS = ("overhead", "render", "hashing", "collect")
-STAGES = ("render", "init", "apply", "wait_for_ssh", "facts", "stage", "run", "collect",
+STAGES = ("render", "init", "apply", "wait_for_ssh", "facts", "health", "stage", "run", "collect",
           "destroy", "record")
 OVERHEAD_TARGET = 1.5
 SCALING_TARGET = 2.0

@@ -80,8 +80,8 @@ READ_FROM = ("composer reads runs from --runs-repo PATH, else COMPOSER_RUNS_REPO
              "./runs in the current directory (a job's [record] repo is read only by up)")
 
 # The pipeline's stages in the order they run; ``show`` lists them so.
-STAGE_ORDER = ("render", "init", "apply", "wait_for_ssh", "facts", "stage", "run", "collect",
-               "destroy")
+STAGE_ORDER = ("render", "init", "apply", "wait_for_ssh", "facts", "health", "stage", "run",
+               "collect", "destroy")
 
 
 _EMITTED: list[bool] = []

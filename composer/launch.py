@@ -90,8 +90,10 @@ def ssh_wrapper(key: str, known_hosts: str, port: int) -> str:
 
 def mpirun_argv(
     mpirun: str, hostfile_path: str, agent: str, total: int, forward: Sequence[str],
-    extra: Sequence[str], command: Sequence[str] | str, as_root: bool,
+    extra: Sequence[str], command: Sequence[str] | str, as_root: bool, prelude: bool = True,
 ) -> list[str]:
+    """mpirun's command line; each rank runs ``command`` in the node prelude (its code
+    directory, its secrets), or as it is without ``prelude`` (an argv)."""
     argv = [mpirun, "--hostfile", hostfile_path, "-np", str(total), "--map-by", "slot",
             "--bind-to", "none", "--output", "tag", "--stdin", "none",
             "--prtemca", "plm_ssh_agent", agent]
@@ -101,7 +103,8 @@ def mpirun_argv(
         argv.append("--allow-run-as-root")
     for name in sorted(forward):
         argv += ["-x", name]
-    return [*argv, *extra, *workload_argv(command, "composer-rank")]
+    ranks = workload_argv(command, "composer-rank") if prelude else list(command)
+    return [*argv, *extra, *ranks]
 
 
 PROGRESS_S = 1.0

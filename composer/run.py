@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from composer import attempts as tries
-from composer import containers, environment, launch, recovery
+from composer import containers, environment, health, launch, recovery
 from composer import facts as node_facts
 from composer.capacity import capacity_error
 from composer.collect import collect_outputs, collect_timeout
@@ -374,6 +374,9 @@ class Run:
             facts = fan_out(lambda s: node_facts.gather(s, path), self.sessions)
             write_json(self.staged / "facts.json", {"nodes": facts})
             self._environment()
+        if spec.run.health:
+            with self.stage("health"):
+                self._health(facts)
         with self.stage("stage"):
             tar = self.work / "bundle.tar"
             try:
@@ -385,8 +388,8 @@ class Run:
                 text = self.secrets.shell_file()
                 fan_out(lambda s: put_text(s, f"{s.node.work_dir}/{SECRETS_FILE}", text, 0o600),
                         self.sessions)
-            if spec.run.launcher == "mpi":
-                self._stage_mpi()
+            if spec.run.launcher == "mpi" and not spec.run.health:
+                self._stage_mpi()  # else staged by _health, for its allreduce
             self._stage_checkpoint()
         with self.stage("run"):
             self.job = self._launch_watching()
@@ -409,6 +412,28 @@ class Run:
             self.log.say(f"warning: {line}")
         if self.replay is not None and self.replay.after_facts is not None:
             self.replay.after_facts(found, self.result)
+
+    def _health(self, facts: list[dict[str, Any]]) -> None:
+        """The cluster as asked for, before anything is staged (composer/health.py).
+        With mpi, the launcher's ssh set-up is staged here for the allreduce."""
+        mpi = None
+        if self.spec.run.launcher == "mpi":
+            self._stage_mpi()
+
+            def mpirun(command: list[str]) -> tuple[list[str], dict[str, str]]:
+                env = {**self.target.session_env(), "PYTHONUNBUFFERED": "1"}
+                return self._mpirun(env, command, prelude=False), env
+
+            mpi = health.MpiCheck(self.sessions[0], mpirun, self.spec.cluster.slots_per_node,
+                                  tuple(n.name for n in self.nodes))
+        try:
+            health.check(self.sessions, facts, self.spec.cluster.gpus_per_node,
+                         self.target.session_env().get("PATH"), mpi,
+                         lambda data: write_json(self.staged / health.HEALTH_FILE, data),
+                         self.log.say)
+        except health.HealthError as exc:
+            self.result.failed_node = exc.node
+            raise
 
     def _pin(self, key: str, value: Any) -> None:
         """A pin known only after render (the providers ``init`` chose, the nodes'
@@ -547,13 +572,23 @@ class Run:
                     for n in self.nodes]
             return launch.run_ssh(self.sessions, envs, command, streams, timeout,
                                   spec.run.fail_fast)
-        head = self.nodes[0]
-        env["COMPOSER_HOSTFILE"] = f"{head.work_dir}/hostfile"
         # Python in a rank whose output is a pipe (in a container, through `| tee`)
         # would hold it until it exits; [run] env may say otherwise.
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env["COMPOSER_HOSTFILE"] = f"{self.nodes[0].work_dir}/hostfile"
         if spec.container.enabled:
             command = containers.wrap(self.container_run(env, mpi=True), command)
+        argv = self._mpirun(env, command)
+        return launch.run_mpi(self.sessions[0], argv, env, spec.cluster.slots_per_node,
+                              names, streams, timeout)
+
+    def _mpirun(self, env: dict[str, str], command: list[str] | tuple[str, ...] | str,
+                prelude: bool = True) -> list[str]:
+        """The run's mpirun command line for ``command`` (see ``launch.mpirun_argv``);
+        sets what it needs in ``env``, every variable of which it forwards to the ranks
+        (the secrets too, which the prelude reads)."""
+        head = self.nodes[0]
+        hostfile = env.setdefault("COMPOSER_HOSTFILE", f"{head.work_dir}/hostfile")
         agent, extra = f"{head.work_dir}/.ssh/composer-ssh", list(self.target.mpi_args())
         if any(c.isspace() for c in agent):
             # mpirun splits its ssh agent on blanks: name the wrapper and find it through
@@ -562,13 +597,12 @@ class Run:
             env["PATH"] = f"{head.work_dir}/.ssh:{env.get('PATH', '/usr/bin:/bin')}"
             agent = "composer-ssh"
             extra += ["--prtemca", "plm_ssh_no_tree_spawn", "1"]
-        argv = launch.mpirun_argv(
-            self.target.mpirun(), env["COMPOSER_HOSTFILE"], agent,
-            sum(n.slots for n in self.nodes), [*env, *self.spec.run.secret_env], extra,
-            command, as_root=self.sessions[0].user == "root",
+        secrets = self.spec.run.secret_env if prelude else ()
+        return launch.mpirun_argv(
+            self.target.mpirun(), hostfile, agent, sum(n.slots for n in self.nodes),
+            [*env, *secrets], extra, command, as_root=self.sessions[0].user == "root",
+            prelude=prelude,
         )
-        return launch.run_mpi(self.sessions[0], argv, env, spec.cluster.slots_per_node,
-                              names, streams, timeout)
 
     # -- endings -------------------------------------------------------------
 

@@ -88,6 +88,8 @@ RUN = Section("run", "The command to launch on the nodes.", required=True, field
     string("checkpoint", "a directory relative to the workload's working directory, "
            "carried to the next attempt's head; see below", shown_default="none",
            nonempty=True),
+    boolean("health", "check the cluster before the workload starts (every node reaches "
+            "every other, the GPUs asked for, with mpi an allreduce); see below", True),
 ))
 
 
@@ -137,11 +139,13 @@ def check_run(c: Checker, table: Table | None) -> RunSpec | None:
     fail_fast = c.value(table, RUN, "fail_fast")
     retries = _retries(c, *c.get(table, RUN, "retries"))
     checkpoint = _checkpoint(c, *c.get(table, RUN, "checkpoint"))
+    health = c.value(table, RUN, "health")
     c.unknown_keys(table, RUN)
     if launcher is None or command is None or env is None or secrets is None or \
             retries is None or checkpoint is False:
         return None
-    return RunSpec(launcher, command, env, secrets, fail_fast, retries, checkpoint or None)
+    return RunSpec(launcher, command, env, secrets, fail_fast, retries, checkpoint or None,
+                   health)
 
 
 def _retries(c: Checker, value: Any, path: str) -> RetrySpec | None:

@@ -152,7 +152,8 @@ def expanded(spec: Spec) -> dict[str, Any]:
         "run": {"launcher": run.launcher, "command": command, "env": dict(run.env),
                 "secret_env": list(run.secret_env), "fail_fast": run.fail_fast,
                 "retries": {"max": run.retries.max, "on": list(run.retries.on)},
-                "checkpoint": run.checkpoint},
+                "checkpoint": run.checkpoint,
+                "health": run.health},
         "code": {"path": None if code is None else _relative(code, spec.base_dir)},
         "inputs": [
             {"source": _relative(item.source, spec.base_dir), "dest": item.dest}

@@ -47,6 +47,8 @@ class RunSpec:
     fail_fast: bool = True
     retries: RetrySpec = field(default_factory=RetrySpec)
     checkpoint: str | None = None
+    #: The health gate before the workload (composer/health.py).
+    health: bool = True
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-STAGES = ("render", "init", "apply", "wait_for_ssh", "facts", "stage", "run", "collect", "destroy")
+STAGES = ("render", "init", "apply", "wait_for_ssh", "facts", "health", "stage", "run", "collect",
+          "destroy")
 APPLIED = frozenset(STAGES[STAGES.index("apply"):])
 SSHD = "/usr/sbin/sshd"
 

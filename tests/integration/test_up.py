@@ -62,10 +62,23 @@ def test_hello_mpi_end_to_end(composer: Composer) -> None:
     result = json.loads(read_record(composer, run_id, "result.json"))
     assert result["teardown"]["status"] == "destroyed"
     assert set(result["stages"]) >= {"render", "init", "apply", "wait_for_ssh", "facts",
-                                     "stage", "run", "collect", "destroy"}
+                                     "health", "stage", "run", "collect", "destroy"}
     manifest = json.loads(read_record(composer, run_id, "manifest.json"))
     paths = sorted(f["path"] for f in manifest["files"])
     assert paths == [f"node-{r // 2}/hello-rank-{r}.json" for r in range(4)]
+    # the health gate: every pair of nodes, and an allreduce across the 4 ranks
+    health = json.loads(read_record(composer, run_id, "health.json"))
+    assert health["status"] == "passed", health
+    pairs = health["mesh"]["pairs"]
+    assert set(pairs) == {"node-0", "node-1"} and health["mesh"]["pairs_checked"] == 2
+    assert pairs["node-0"]["node-1"] > 0 and pairs["node-1"]["node-0"] > 0
+    assert health["gpus"] == {"status": "passed", "requested": 0,
+                              "nodes": {"node-0": health["gpus"]["nodes"]["node-0"],
+                                        "node-1": health["gpus"]["nodes"]["node-1"]}}
+    mpi = health["mpi"]
+    assert mpi["status"] == "passed" and mpi["ranks"] == 4 and mpi["sum"] == 10, mpi
+    assert mpi["allreduce_us"] > 0 and mpi["seconds"] > 0
+    assert "[health] mesh: 2 pairs reached" in done.stderr
     lock = json.loads(read_record(composer, run_id, "lock.json"))
     assert lock["modules"]["local-cluster"]["sha256"]
     assert lock["terraform"]["engine"] == "embedded" and lock["terraform"]["version"]

@@ -204,6 +204,7 @@ def test_expanded_full(job_dir: Path) -> None:
             "env": {"ALPHA": "0.5", "SEED": "0"},
             "secret_env": [],
             "fail_fast": True,
+            "health": True,
             "launcher": "mpi",
             "retries": {"max": 0, "on": []},
             "checkpoint": None,
@@ -246,8 +247,9 @@ def test_defaults_filled(job_dir: Path) -> None:
         "outputs": {"from": "all", "max_file_size": 50_000_000, "paths": []},
         "record": {"max_log_size": 2_000_000, "repo": None},
         "reproduce": {"metrics": [], "tolerance": {}},
-        "run": {"command": "echo hi", "env": {}, "fail_fast": True, "launcher": "ssh",
-                "secret_env": [], "retries": {"max": 0, "on": []}, "checkpoint": None},
+        "run": {"command": "echo hi", "env": {}, "fail_fast": True, "health": True,
+                "launcher": "ssh", "secret_env": [], "retries": {"max": 0, "on": []},
+                "checkpoint": None},
     }
 
 
@@ -1256,6 +1258,19 @@ def test_limits_none_and_new_fields(job_dir: Path) -> None:
     doc["run"]["fail_fast"] = "yes"
     assert problems_of(job_dir, doc) == [
         'run.fail_fast: must be a boolean (true or false), got string "yes"'
+    ]
+
+
+def test_run_health_defaults_on_and_can_be_turned_off(job_dir: Path) -> None:
+    doc = minimal_doc()
+    assert parse_spec(toml_dumps(doc), job_dir / "job.toml").run.health is True
+    doc["run"]["health"] = False
+    spec = parse_spec(toml_dumps(doc), job_dir / "job.toml")
+    assert spec.run.health is False
+    assert expanded(spec)["run"]["health"] is False
+    doc["run"]["health"] = "no"
+    assert problems_of(job_dir, doc) == [
+        'run.health: must be a boolean (true or false), got string "no"'
     ]
 
 
