@@ -391,6 +391,37 @@ def diff(
         print(format_diff(data), end="")
 
 
+@app.command()
+def site(
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="directory to write (new, empty, or an "
+                           "earlier site)")
+    ],
+    runs_repo: RunsRepoOpt = None,
+    pair: Annotated[
+        tuple[str, str] | None,
+        typer.Option("--diff", metavar="A B", help="also a diff page of these two runs "
+                     "(each run is compared with the previous run of its job anyway)"),
+    ] = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a static site of the recorded runs: a filterable list, a page per run, diffs."""
+    from composer.site.build import build_site
+
+    repo = _repo(runs_repo)
+    built = _call(lambda: build_site(repo, output, [pair] if pair else []), as_json, debug,
+                  {"path": str(output)})
+    if not built.runs:
+        print(f"composer: no recorded runs in {repo.describe()}", file=sys.stderr)
+        print(f"composer: hint: {READ_FROM}", file=sys.stderr)
+    if as_json:
+        _emit(built.to_json())
+    else:
+        print(f"wrote {output}: {len(built.runs)} run pages, {len(built.diffs)} diff pages "
+              f"(open {output / 'index.html'})")
+
+
 def _gc_target(name: str, ask: GcRequest, as_json: bool, debug: bool) -> None:
     """``gc --target``: the target's tagged resources whose run is over."""
     from composer.targets import get_target
