@@ -20,6 +20,7 @@ from composer.errors import ComposerError, ExitCode
 from composer.jsonfile import write_json
 from composer.record import RunsRepo, screen_outputs
 from composer.records.guard import redact_logs
+from composer.records.readme import add_readme
 from composer.secrets import Secrets
 from composer.spec import Spec
 from composer.state import RunState
@@ -218,6 +219,7 @@ def commit_record(repo: RunsRepo, result: Result, staged: Path,
         if say is not None:
             say(item.line())
     redact_logs(staged, secrets)
+    add_readme(staged, say)
     repo.ensure()
     message = f"{result.job}: {result.status} ({result.run_id})"
     repo.commit_run(result.run_id, staged, message)
