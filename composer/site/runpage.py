@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from composer.cli import STAGE_ORDER
+from composer.records.view import ordered_stages
 from composer.site import highlight, html
 from composer.site.html import kv, link, pre, status, table, text
 from composer.site.listing import diff_href, run_href
@@ -147,12 +147,8 @@ def _stages(view: RunView) -> str:
     stages = view.result.get("stages")
     if not isinstance(stages, dict) or not stages:
         return ""
-
-    def rank(name: str) -> tuple[int, str]:
-        return (STAGE_ORDER.index(name) if name in STAGE_ORDER else len(STAGE_ORDER), name)
-
-    rows = [[text(name), f"<span class=\"num\">{_value(stages[name])}</span>"]
-            for name in sorted(stages, key=rank)]
+    rows = [[text(name), f"<span class=\"num\">{_value(value)}</span>"]
+            for name, value in ordered_stages(stages)]
     return "<h2 id=\"stages\">Stages</h2>\n" + table(("stage", "seconds"), rows)
 
 
