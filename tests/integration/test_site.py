@@ -5,6 +5,7 @@ filters, nothing injected becomes markup, and a run page's screenshot is kept.""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import textwrap
@@ -189,6 +190,10 @@ def test_run_and_diff_pages_load_cleanly(chromium: browser.Chromium, runs: Runs,
                  f"diffs/{runs.ok[0]}..{runs.ok[1]}.html", 'class="series"',
                  'class="highlight"'):
         assert text in ok.dom, text
+    if importlib.util.find_spec("matplotlib") is not None:  # the record's README plots
+        images = [e.attrs["src"] for e in browser.elements(ok.dom) if e.tag == "img"]
+        assert images == [f"{runs.ok[1]}/plot-1.png"]
+        assert (site / "runs" / runs.ok[1] / "plot-1.png").read_bytes()[:4] == b"\x89PNG"
     diff = chromium.load(site / "diffs" / f"{runs.ok[0]}..{runs.ok[1]}.html")
     assert diff.console == []
     assert 'class="sbs"' in diff.dom and "nodes = 2" in diff.dom

@@ -167,3 +167,19 @@ def test_output_directories_other_than_new_empty_or_a_site_are_refused(tmp_path:
         assert caught.value.exit_code == ExitCode.INVALID_INPUT
         assert str(bad) in caught.value.message and says in caught.value.message
         assert MARKER in (caught.value.hint or "")
+
+
+def test_a_repository_without_runs_gives_an_empty_list(tmp_path: Path) -> None:
+    from composer.records.repo import RunsRepo
+    from composer.site.build import build_site
+
+    out = tmp_path / "out"
+    site = build_site(RunsRepo(tmp_path / "no-runs-yet"), out)
+    assert site.runs == () and site.diffs == ()
+    assert sorted(p.name for p in out.iterdir()) == ["composer-site.json", "index.html"]
+    index = (out / "index.html").read_text()
+    assert "0 recorded runs" in index
+    _no_injection(index, 1)
+    again = build_site(RunsRepo(tmp_path / "no-runs-yet"), out)
+    assert again.to_json()["index"] == str(out / "index.html")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
