@@ -72,7 +72,9 @@ def _is_site(path: Path) -> bool:
 
 def check_output(out: Path) -> None:
     """Refuse (exit 2) an output that is not missing, empty, or an earlier site."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
+    if out.is_symlink():
+        raise UsageError(f"-o {out}: is a symbolic link; name the directory itself", hint=HINT)
+    if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out}: exists and is not a directory", hint=HINT)
     if out.is_dir():
         try:

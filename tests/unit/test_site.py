@@ -160,8 +160,10 @@ def test_output_directories_other_than_new_empty_or_a_site_are_refused(tmp_path:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("mine")
     (tmp_path / "file").write_text("mine")
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
     for bad, says in ((tmp_path / "mine", "not empty"), (tmp_path / "file", "not a directory"),
-                      (tmp_path / "file" / "x", "is not a directory")):
+                      (tmp_path / "file" / "x", "is not a directory"),
+                      (tmp_path / "link", "symbolic link")):
         with pytest.raises(UsageError) as caught:
             check_output(bad)
         assert caught.value.exit_code == ExitCode.INVALID_INPUT
