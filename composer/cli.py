@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    no_args_is_help=True, pretty_exceptions_enable=False,
     help="Reproducible ML runs on ephemeral clusters, recorded in git.",
 )
 
@@ -79,9 +79,6 @@ def _repo(cli_value: str | None, spec_value: str | None = None,
 READ_FROM = ("composer reads runs from --runs-repo PATH, else COMPOSER_RUNS_REPO, else "
              "./runs in the current directory (a job's [record] repo is read only by up)")
 
-# The pipeline's stages in the order they run; ``show`` lists them so.
-STAGE_ORDER = ("render", "init", "apply", "wait_for_ssh", "facts", "health", "stage", "run",
-               "collect", "destroy")
 
 
 _EMITTED: list[bool] = []
@@ -266,39 +263,29 @@ def runs(
 
 @app.command()
 def show(run: Annotated[str, typer.Argument(help="run id, unique prefix, or run/<id>")],
-         runs_repo: RunsRepoOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+         runs_repo: RunsRepoOpt = None,
+         open_readme: Annotated[
+             bool, typer.Option("--open", help="print the path of the run's README.md in "
+                                "the runs repository's work tree")
+         ] = False,
+         as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Show what a run's record holds."""
+    from composer.records.view import format_show, readme_path
+
     repo = _repo(runs_repo)
     data = _call(lambda: repo.show(run), as_json, debug)
-    if as_json:
-        _emit(data)
+    readme = readme_path(repo.path, data)
+    if open_readme:
+        path = _call(lambda: readme_path(repo.path, data, required=True), as_json, debug)
+        if as_json:
+            _emit({"run_id": data["run_id"], "readme": str(path)})
+        else:
+            print(path)
         return
-    result = data.get("result") or {}
-    lines = [("run", f"{data['run_id']}  (tag {data['tag']}, commit {data['commit'][:12]})")]
-    for key in ("job", "status", "exit_code", "stage", "nodes", "launcher", "duration_s",
-                "started_at", "error"):
-        if result.get(key) is not None:
-            lines.append((key, str(result[key])))
-    stages = result.get("stages")
-    if isinstance(stages, dict) and stages:
-        lines.append(("stages", ", ".join(_stage_times(stages))))
-    if isinstance(result.get("teardown"), dict):
-        lines.append(("teardown", str(result["teardown"].get("status"))))
-    width = max(len(label) for label, _ in lines) + 2
-    for label, value in lines:
-        print(f"{label:<{width}}{value}")
-    print("files")
-    for name in data["files"]:
-        print(f"  {name}")
-
-
-def _stage_times(stages: dict[str, Any]) -> list[str]:
-    """``name 1.23s`` per stage, in pipeline order; stages composer does not know last."""
-    def rank(name: str) -> tuple[int, str]:
-        return (STAGE_ORDER.index(name) if name in STAGE_ORDER else len(STAGE_ORDER), name)
-
-    return [f"{name} {value:.2f}s" if isinstance(value, int | float) else f"{name} {value}"
-            for name, value in sorted(stages.items(), key=lambda item: rank(item[0]))]
+    if as_json:
+        _emit({**data, "readme": None if readme is None else str(readme)})
+        return
+    sys.stdout.write(format_show(data, None if readme is None else str(readme)))
 
 
 @app.command()
@@ -389,6 +376,37 @@ def diff(
         _emit(data)
     else:
         print(format_diff(data), end="")
+
+
+@app.command()
+def site(
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="directory to write (new, empty, or an "
+                           "earlier site)")
+    ],
+    runs_repo: RunsRepoOpt = None,
+    pair: Annotated[
+        tuple[str, str] | None,
+        typer.Option("--diff", metavar="A B", help="also a diff page of these two runs "
+                     "(each run is compared with the previous run of its job anyway)"),
+    ] = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a static site of the recorded runs: a filterable list, a page per run, diffs."""
+    from composer.site.build import build_site
+
+    repo = _repo(runs_repo)
+    built = _call(lambda: build_site(repo, output, [pair] if pair else []), as_json, debug,
+                  {"path": str(output)})
+    if not built.runs:
+        print(f"composer: no recorded runs in {repo.describe()}", file=sys.stderr)
+        print(f"composer: hint: {READ_FROM}", file=sys.stderr)
+    if as_json:
+        _emit(built.to_json())
+    else:
+        print(f"wrote {output}: {len(built.runs)} run pages, {len(built.diffs)} diff pages "
+              f"(open {output / 'index.html'})")
 
 
 def _gc_target(name: str, ask: GcRequest, as_json: bool, debug: bool) -> None:

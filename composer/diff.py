@@ -172,14 +172,19 @@ def diff_runs(repo: RunsRepo, ref_a: str, ref_b: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="composer-diff-") as tmp:
         a = repo.export(run_a, Path(tmp) / "a")
         b = repo.export(run_b, Path(tmp) / "b")
-        sections = [
-            spec_section(a, b),
-            lock_section(a, b),
-            infra_section(a, b),
-            facts_section(a, b),
-            environment_section(a, b),
-            results_section(a, b),
-        ]
+        return diff_exported(run_a, a, run_b, b)
+
+
+def diff_exported(run_a: str, a: Path, run_b: str, b: Path) -> dict[str, Any]:
+    """``diff_runs`` of two records already exported to ``a`` and ``b``."""
+    sections = [
+        spec_section(a, b),
+        lock_section(a, b),
+        infra_section(a, b),
+        facts_section(a, b),
+        environment_section(a, b),
+        results_section(a, b),
+    ]
     return {"a": run_a, "b": run_b, "sections": sections}
 
 

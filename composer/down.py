@@ -23,6 +23,7 @@ from composer.paths import work_root
 from composer.procs import process_alive
 from composer.record import RunsRepo, RunsRepoError, check_run_id, default_repo_path, strip_tag
 from composer.records import guard
+from composer.records.readme import add_readme
 from composer.result import cap_logs, now_iso, remove_tree
 from composer.run import destroy
 from composer.secrets import Secrets, unlike_the_run
@@ -246,6 +247,7 @@ def _commit_pending(work: Path, state: RunState, teardown: dict[str, Any],
     if cut:
         result["logs_cut"] = {**result.get("logs_cut", {}), **cut}
     write_json(result_path, result)
+    add_readme(staged)
     repo.ensure()
     status = result["status"]
     repo.commit_run(state.run_id, staged, f"{state.job}: {status} ({state.run_id})")

@@ -372,14 +372,27 @@ class Session:
 
 
 def wait_for_ssh(nodes: list[Node], key_path: Path, overall_timeout: float = 60.0,
-                 user: str | None = None, settle: bool = False) -> list[Session]:
+                 user: str | None = None, settle: bool = False,
+                 on_ready: Callable[[int, int], None] | None = None) -> list[Session]:
     """Connect to every node in parallel, retrying until ``overall_timeout``.
 
     A host key that is not the pinned one is refused at once, unless ``settle``: a
     node whose boot installs the run's key after its sshd started answers with the
     image's own key for a while. Paramiko checks the host key before it authenticates,
-    so such a node is sent nothing; it is asked again until ``overall_timeout``."""
+    so such a node is sent nothing; it is asked again until ``overall_timeout``.
+    ``on_ready(ready, total)`` is told each time one more node answers."""
     deadline = time.monotonic() + overall_timeout
+    count = [0]
+    count_lock = threading.Lock()
+
+    def answered() -> None:
+        if on_ready is not None:
+            with count_lock:
+                count[0] += 1
+                on_ready(count[0], len(nodes))
+
+    if on_ready is not None:
+        on_ready(0, len(nodes))
 
     def attempt(node: Node) -> Session:
         last: Exception | None = None
@@ -388,6 +401,7 @@ def wait_for_ssh(nodes: list[Node], key_path: Path, overall_timeout: float = 60.
             session = Session(node, key_path, user)
             try:
                 session.connect(timeout=min(10.0, max(1.0, deadline - time.monotonic())))
+                answered()
                 return session
             except SSHError as exc:
                 if not settle:

@@ -18,8 +18,10 @@ from typing import IO, Any
 from composer import __version__
 from composer.errors import ComposerError, ExitCode
 from composer.jsonfile import write_json
+from composer.progress import Plain
 from composer.record import RunsRepo, screen_outputs
 from composer.records.guard import redact_logs
+from composer.records.readme import add_readme
 from composer.secrets import Secrets
 from composer.spec import Spec
 from composer.state import RunState
@@ -78,9 +80,12 @@ NO_OUTCOME: dict[str, Any] = {"run_id": None, "record": None, "workload_exit_cod
 class Reporter:
     """Progress lines for people, also kept as the run's composer.log."""
 
-    def __init__(self, err: IO[str], log_path: Path, secrets: Secrets | None = None) -> None:
+    def __init__(self, err: IO[str], log_path: Path, secrets: Secrets | None = None,
+                 progress: Plain | None = None) -> None:
         self.err = err
         self.secrets = secrets or Secrets({})
+        #: the live line on a terminal (``composer.progress``); Plain shows none
+        self.progress = progress or Plain()
         self._lock = threading.Lock()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
@@ -90,12 +95,16 @@ class Reporter:
         Called from the heartbeat thread too."""
         text = self.secrets.redact(text)
         with self._lock:
-            self.err.write(f"composer: {text}\n")
-            self.err.flush()
+            if self.progress.live:
+                self.progress.print(f"composer: {text}")
+            else:
+                self.err.write(f"composer: {text}\n")
+                self.err.flush()
             self.log.write(f"{now_iso()} {text}\n")
             self.log.flush()
 
     def close(self) -> None:
+        self.progress.close()
         self.log.close()
 
 
@@ -222,6 +231,7 @@ def commit_record(repo: RunsRepo, result: Result, staged: Path,
         if say is not None:
             say(item.line())
     redact_logs(staged, secrets)
+    add_readme(staged, say)
     repo.ensure()
     message = f"{result.job}: {result.status} ({result.run_id})"
     repo.commit_run(result.run_id, staged, message)

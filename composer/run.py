@@ -44,6 +44,7 @@ from composer.jsonfile import write_json
 from composer.lock import ENVIRONMENT_KEY, pin_container, resolve
 from composer.paths import composer_home, make_work_dir, work_dir
 from composer.procs import node_processes
+from composer.progress import progress_for
 from composer.providers import LOCK_FILE, keep_lock_file
 from composer.record import RunsRepo
 from composer.records import guard
@@ -180,7 +181,8 @@ class Run:
             containers.save_runtime(self.work, self.spec.container.runtime)
         self.state = new_state(self.run_id, self.spec, self.opts)  # type: ignore[arg-type]
         self.state.save(self.work)
-        self.log = Reporter(self.opts.err, self.staged / "logs" / "composer.log", self.secrets)
+        self.log = Reporter(self.opts.err, self.staged / "logs" / "composer.log", self.secrets,
+                            progress_for(self.opts.err))
         self.tf_log = RedactedLog(self.staged / "logs" / "terraform.log", self.secrets)
         c = self.spec.cluster
         self.result = Result(self.run_id, self.spec.job.name, c.nodes, self.spec.run.launcher,
@@ -364,7 +366,8 @@ class Run:
         with self.stage("wait_for_ssh"):
             self.sessions = wait_for_ssh(self.nodes, self.work / "keys" / "client",
                                          self.target.ssh_timeout,
-                                         settle=self.target.host_key_settles)
+                                         settle=self.target.host_key_settles,
+                                         on_ready=self.log.progress.nodes_ready)
             ready = self.target.ready_command()
             if ready is not None:
                 fan_out(lambda s: s.check(ready, timeout=self.target.ssh_timeout),
@@ -484,6 +487,7 @@ class Run:
         self.state.save(self.work)
         INTERRUPTS.check()
         pause_point(self.work, name)
+        self.log.progress.stage(name)
         t0 = time.monotonic()
         try:
             yield
@@ -676,6 +680,7 @@ class Run:
         self.state.stage = "destroy"
         self.state.save(self.work)
         pause_point(self.work, "destroy")
+        self.log.progress.stage("destroy")
         r.teardown = destroy(self.engine, self.target, self.work, self.state.parallelism,
                              self.tf_log, self.state.held)
         self.state.destroyed = r.teardown["status"] == "destroyed"
@@ -711,6 +716,7 @@ class Run:
         self.log.say(f"{r.status}{torn} (exit {code}) in {r.duration_s:.2f}s")
         self.log.log.flush()
         self.tf_log.flush()
+        self.log.progress.stage("record")
         if self.replay is not None and self.replay.finalize is not None:
             self.replay.finalize(r, self.staged)
         # Keys and secrets out of the logs before they are cut: a cut inside a key

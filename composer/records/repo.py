@@ -39,6 +39,7 @@ from composer.records.names import (
     placing_name,
 )
 from composer.records.read import REPO_HINT, RunSummary, parse_object, resolve, summary
+from composer.records.readme import README, render_readme
 
 RECORD_SCHEMA_VERSION = 1
 RUNS_REPO_ENV = "COMPOSER_RUNS_REPO"
@@ -119,6 +120,22 @@ def _first_existing(path: Path) -> Path:
     while not os.path.lexists(path) and path != path.parent:
         path = path.parent
     return path
+
+
+def _refresh_readme(run_dir: Path, run_id: str) -> list[str]:
+    """The record's README.md again, after its result changed (``amend_result``): its
+    name to commit, or nothing when the record has none here or it cannot be made."""
+    path = run_dir / README
+    if not path.is_file() or path.is_symlink():
+        return []
+    try:
+        text = render_readme(run_dir)
+        tmp = path.with_name(f"{README}.tmp{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except Exception:  # noqa: BLE001 - the result's update matters more than its README
+        return []
+    return [f"{run_id}/{README}"]
 
 
 class RunsRepo:
@@ -217,9 +234,10 @@ class RunsRepo:
                 tmp = target.with_name(f"result.json.tmp{os.getpid()}")
                 tmp.write_text(dump_json(result), encoding="utf-8")
                 os.replace(tmp, target)
-            git(self.path, "add", "-f", "--", name)
+            names = [name, *_refresh_readme(self.path / run_id, run_id)]
+            git(self.path, "add", "-f", "--", *names)
             git(self.path, *identity(self.path), "commit", "-q", "--no-verify", "-m", message,
-                "--", name)
+                "--", *names)
             sha = git(self.path, "rev-parse", "HEAD").strip()
             git(self.path, "tag", "-f", f"{TAG_PREFIX}{run_id}", sha)
         return sha

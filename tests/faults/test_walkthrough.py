@@ -122,12 +122,23 @@ def _init_taken(c: Composer, run_id: str, tmp: Path) -> tuple[list[str], int]:
     return ["init", str(tmp), "--json"], 2
 
 
+def _site(c: Composer, run_id: str, tmp: Path) -> tuple[list[str], int]:
+    return ["site", "-o", str(tmp / "site"), "--json"], 0
+
+
+def _site_taken(c: Composer, run_id: str, tmp: Path) -> tuple[list[str], int]:
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "notes.txt").write_text("mine\n")
+    return ["site", "-o", str(tmp / "mine"), "--json"], 2
+
+
 COMMANDS = {
     "version": _version, "render": _render, "render-taken": _render_bad, "runs": _runs,
     "show": _show, "diff": _diff, "gc": _gc, "gc-yes": _gc_yes, "validate": _validate,
     "up-bad-spec": _up_bad, "down-unknown": _down_unknown,
     "reproduce-unknown": _reproduce_unknown, "show-without-run": _show_without_run,
     "push-no-remote": _push_no_remote, "init": _init, "init-taken": _init_taken,
+    "site": _site, "site-taken": _site_taken,
 }
 
 
