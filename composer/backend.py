@@ -124,12 +124,12 @@ def configured(tf_dir: Path) -> str | None:
 
 
 def resources_in(state_json: str) -> int | None:
-    """How many resources a pulled state holds; 0 for an empty answer (no state yet),
-    None when it cannot be read."""
+    """How many resource instances a pulled state holds; 0 for an empty answer (no
+    state yet), None when it cannot be read."""
     if not state_json.strip():
         return 0
     try:
         data = json.loads(state_json)
-        return len(data.get("resources") or [])
-    except (ValueError, AttributeError):
+        return sum(len(r.get("instances") or []) for r in data.get("resources") or [])
+    except (ValueError, AttributeError, TypeError):
         return None
