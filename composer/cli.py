@@ -323,6 +323,11 @@ def down(run: Annotated[str, typer.Argument(help="run id or unique prefix")],
         print(f"{outcome['run_id']}: {status}"
               + (f"; record {outcome['record']}" if outcome["record"] else ""))
     if status not in GONE:
+        if not as_json and outcome["teardown"].get("error"):
+            hint = outcome["teardown"].get("hint")
+            print(f"composer: error: {outcome['teardown']['error']}", file=sys.stderr)
+            if hint:
+                print(f"composer: hint: {hint}", file=sys.stderr)
         raise typer.Exit(int(ExitCode.INFRA_FAILED))
 
 

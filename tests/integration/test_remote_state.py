@@ -297,9 +297,9 @@ def test_down_without_credentials_fails_and_leaves_the_run(
     run_id = final_json(up.stdout)["run_id"]
     laptop = Composer(home=tmp_path / "laptop", runs=composer.runs, cwd=tmp_path)
     try:
-        failed = laptop.run("down", run_id, "--json", **{k: "" for k in store.env})
+        failed = laptop.run("down", run_id, **{k: "" for k in store.env})
         assert failed.returncode == 4, failed.stdout + failed.stderr
-        assert store.backend_for(run_id).url in failed.stdout
+        assert f"composer: error: {store.backend_for(run_id).url}: " in failed.stderr
         assert node_sshds(run_id) and store.resources(run_id) == 2
         assert record_json(composer, run_id, "result.json")["teardown"]["status"] == "failed"
         assert laptop.run("down", run_id).returncode == 0
