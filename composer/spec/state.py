@@ -14,7 +14,7 @@ from composer.spec.model import StateSpec
 BACKENDS = ("local", "s3", "gcs")
 DEFAULT_PREFIX = "composer"
 _PREFIX = r"[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*"
-_ENDPOINT = r"https?://[^\s/]+(/\S*)?"
+_ENDPOINT = r"https?://[^\s/@]+(/\S*)?"
 
 STATE = Section("state", "Where Terraform keeps the run's state (see docs/state.md).", fields=(
     choice("backend", '`"local"` (the run\'s work dir), `"s3"` (an S3 bucket or an '
@@ -85,9 +85,16 @@ def _bad(key: str, value: str) -> str:
         "prefix": f"{value!r} is not a path in a bucket: segments of letters, digits, "
                   "'_', '.', '=' or '-' joined by '/', no leading or trailing '/'",
         "region": f"{value!r} is not a region name (e.g. \"us-east-1\")",
-        "endpoint": f"{value!r} is not an http:// or https:// URL (e.g. "
-                    '"http://127.0.0.1:9000")',
+        "endpoint": _bad_endpoint(value),
     }[key]
+
+
+def _bad_endpoint(value: str) -> str:
+    host = value.split("/")[2] if value.count("/") >= 2 else ""
+    if "@" in host:
+        return (f"{value!r} holds a user name or password: credentials come from the "
+                "environment only, never from the spec")
+    return f'{value!r} is not an http:// or https:// URL (e.g. "http://127.0.0.1:9000")'
 
 
 def expand(state: StateSpec) -> dict[str, Any]:

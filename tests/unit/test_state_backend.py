@@ -52,6 +52,8 @@ def test_an_s3_section_is_read_and_expanded(tmp_path: Path) -> None:
     ({"backend": "gcs", "bucket": "b-1", "prefix": "/lead"}, "state.prefix: '/lead' is not"),
     ({"backend": "gcs", "bucket": "b-1", "endpoint": "127.0.0.1:4443"},
      "state.endpoint: '127.0.0.1:4443' is not an http:// or https:// URL"),
+    ({"backend": "s3", "bucket": "b-1", "region": "r", "endpoint": "http://k:s@h:9000"},
+     "holds a user name or password: credentials come from the environment only"),
     ({"backend": "gcs", "bucket": "b-1", "bucket_name": "x"},
      "state.bucket_name: unknown key"),
 ])
