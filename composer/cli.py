@@ -310,6 +310,11 @@ def down(run: Annotated[str, typer.Argument(help="run id or unique prefix")],
         print(f"{outcome['run_id']}: {status}"
               + (f"; record {outcome['record']}" if outcome["record"] else ""))
     if status not in GONE:
+        if not as_json and outcome["teardown"].get("error"):
+            hint = outcome["teardown"].get("hint")
+            print(f"composer: error: {outcome['teardown']['error']}", file=sys.stderr)
+            if hint:
+                print(f"composer: hint: {hint}", file=sys.stderr)
         raise typer.Exit(int(ExitCode.INFRA_FAILED))
 
 
@@ -470,12 +475,20 @@ def gc(
         bool, typer.Option("--include-others", help="with --target: also unexpired runs "
                            "this machine did not start (another machine's, CI's)")
     ] = False,
+    state: Annotated[
+        bool, typer.Option("--state", help="recorded runs whose state bucket still holds "
+                           "resources (read through Terraform's backend)")
+    ] = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """List runs whose process is gone but whose nodes remain; --yes removes them."""
     from composer.gc import collect_garbage, runs_here
 
+    if state:
+        _gc_state(yes, runs_repo, target or region or project or include_kept
+                  or include_others, as_json, debug)
+        return
     if target not in (None, "local"):
         if runs_repo is not None:
             _fail(UsageError("--runs-repo does not apply with --target: cloud resources "
@@ -517,6 +530,35 @@ def gc(
             flags = ["--yes"] + (["--include-kept"] if include_kept else [])
             flags += ["--runs-repo", runs_repo] if runs_repo else []
             print(f"run composer gc {shlex.join(flags)} to remove them")
+    if failed:
+        print(f"composer: error: {len(failed)} of the runs could not be removed",
+              file=sys.stderr)
+        raise typer.Exit(int(ExitCode.INFRA_FAILED))
+
+
+def _gc_state(yes: bool, runs_repo: str | None, other_flags: object, as_json: bool,
+              debug: bool) -> None:
+    """``composer gc --state``: see composer/remote_runs.py."""
+    from composer.remote_runs import state_garbage
+
+    if other_flags:
+        _fail(UsageError("--state lists recorded runs by their state in a bucket; --target, "
+                         "--region, --project, --include-kept and --include-others do not "
+                         "apply", hint="leave them out, or run gc without --state"),
+              as_json, debug)
+    report = _call(lambda: state_garbage(yes, runs_repo), as_json, debug)
+    failed = [item for item in report if item.get("outcome") == "failed"]
+    if as_json:
+        _emit({"runs": report, "failed": len(failed)})
+    elif not report:
+        print("no recorded run's state holds resources")
+    for item in [] if as_json else report:
+        outcome = f" -> {item['outcome']}" if "outcome" in item else ""
+        error = f": {item['error']}" if item.get("error") else ""
+        print(f"{item['run_id']}  job={item['job']}  state={item['state']}  "
+              f"resources={item['resources']}  {item['action']}{outcome}{error}")
+    if report and not yes and not as_json and any(i["action"] == "down" for i in report):
+        print("run composer gc --state --yes to bring them down")
     if failed:
         print(f"composer: error: {len(failed)} of the runs could not be removed",
               file=sys.stderr)

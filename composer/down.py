@@ -5,7 +5,9 @@ the run recorded in its state. After the cluster is destroyed the record is brou
 up to date: a run with no commit yet is committed (its own final result kept when it
 reached one, ``abandoned`` otherwise); a committed run whose record says its cluster
 was kept gets a second commit with the destroy outcome, and its tag moves there.
-A run already destroyed is a no-op success.
+A run already destroyed is a no-op success. A run whose state is in a bucket
+(``[state]``) needs no work dir: it is brought down from its record
+(``composer.remote_runs``).
 """
 
 from __future__ import annotations
@@ -158,6 +160,10 @@ def _already_down(ref: str, runs_repo: str | None, missing: RunNotFound) -> dict
     teardown = result.get("teardown") if isinstance(result.get("teardown"), dict) else {}
     status = str((teardown or {}).get("status", ""))
     if status not in GONE:
+        from composer.remote_runs import down_from_record, recorded_backend
+
+        if recorded_backend(repo, run_id) is not None:  # [state] in a bucket: reach it
+            return down_from_record(repo, run_id)
         raise RunNotFound(
             f"run {run_id} is recorded with teardown '{status or 'unknown'}' but has no work "
             f"dir in {work_root()}",

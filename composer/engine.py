@@ -35,8 +35,13 @@ GRACE_SECONDS = 120.0
 COMMON = ("-input=false", "-no-color")
 
 
-def init_args() -> list[str]:
-    return ["init", *COMMON]
+def init_args(backend: Sequence[str] = ()) -> list[str]:
+    """``backend``: ``-backend-config`` arguments (composer.backend), never credentials."""
+    return ["init", *COMMON, *backend]
+
+
+def state_pull_args() -> list[str]:
+    return ["state", "pull"]
 
 
 def apply_args(var_files: Sequence[str], parallelism: int, destroy: bool = False) -> list[str]:
@@ -200,9 +205,10 @@ class Engine:
             raise TerraformError(args[0], result.returncode, list(result.diagnostics))
         return result
 
-    def init(self, cwd: Path, log: IO[str] | None = None) -> TerraformResult:
+    def init(self, cwd: Path, log: IO[str] | None = None,
+             backend: Sequence[str] = ()) -> TerraformResult:
         try:
-            return self.run(init_args(), cwd, log)
+            return self.run(init_args(backend), cwd, log)
         except TerraformError as exc:
             if exc.hint is None and "registry.terraform.io" in exc.message:
                 exc.hint = REGISTRY_HINT
@@ -215,6 +221,10 @@ class Engine:
     def destroy(self, cwd: Path, var_files: Sequence[str], parallelism: int,
                 log: IO[str] | None = None) -> TerraformResult:
         return self.run(apply_args(var_files, parallelism, destroy=True), cwd, log)
+
+    def state_pull(self, cwd: Path, log: IO[str] | None = None) -> str:
+        """The current state as JSON text (empty when there is none yet)."""
+        return self.run(state_pull_args(), cwd, log).stdout
 
     def outputs(self, cwd: Path) -> dict[str, Any]:
         raw = json.loads(self.run(output_args(), cwd).stdout or "{}")

@@ -105,6 +105,7 @@ def render(spec: Spec, pins: tuple[ModulePin, ...], out_dir: Path) -> Infra:
     context = {
         "job_name": spec.job.name,
         "modules": [{"name": p.name, "key": _module_key(p.name)} for p in pins],
+        "backend": spec.state.backend if spec.state.remote else None,
     }
     for name in sorted(env.list_templates(extensions=["j2"])):
         _write(out_dir / name.removesuffix(".j2"), env.get_template(name).render(context))

@@ -279,7 +279,9 @@ def provider_drift(recorded: Recorded, engine: Engine) -> list[Drift]:
     old = recorded.lock.get("providers") or {}
     if not old:
         return []
-    new = providers_today(recorded.root / "infra", lambda tf: engine.init(tf))
+    # -backend=false: a tree with a [state] backend block needs no bucket to list providers
+    new = providers_today(recorded.root / "infra",
+                          lambda tf: engine.init(tf, backend=["-backend=false"]))
     return [Drift("provider", f"providers.{source}", was, now)
             for source, was, now in provider_changes(old, new)]
 

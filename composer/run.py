@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from composer import attempts as tries
+from composer import backend as remote_state
 from composer import containers, environment, health, launch, recovery
 from composer import facts as node_facts
 from composer.capacity import capacity_error
@@ -132,6 +133,7 @@ class Run:
         self.work = work_dir(self.run_id)
         self.staged = self.work / "record"
         self.tf_dir = self.work / "tf"
+        self.backend = remote_state.Backend.for_run(spec.state, self.run_id)
         self.repo = RunsRepo(opts.runs_repo)
         self.sessions: list[Session] = []
         self.nodes: list[Node] = []
@@ -351,7 +353,11 @@ class Run:
         with self.stage("render"):
             self._render()
         with self.stage("init"):
-            self.engine.init(self.tf_dir, self.tf_log)
+            if self.backend is not None:
+                self._pin(remote_state.LOCK_KEY, self.backend.to_record())
+                self.log.say(f"state: {self.backend.url}")
+            self.engine.init(self.tf_dir, self.tf_log,
+                             self.backend.init_args() if self.backend is not None else ())
             providers = keep_lock_file(self.tf_dir, self.staged / "infra")
             if providers:
                 self._pin("providers", providers)
@@ -791,9 +797,15 @@ def max_duration_line(spec: Spec) -> str:
     return f"[run] max_duration {text} (from [limits] max_duration)"
 
 
-def state_resources(tf_dir: Path) -> int | None:
-    """How many resources the local state records: 0 without a state file, None when
-    it cannot be read (then destroy runs as usual)."""
+def state_resources(tf_dir: Path, engine: Any = None) -> int | None:
+    """How many resources the state records: 0 without a state file, None when it
+    cannot be read (then destroy runs as usual). A remote state (``[state]``) is read
+    through ``engine``."""
+    if remote_state.configured(tf_dir):
+        try:
+            return remote_state.resources_in(engine.state_pull(tf_dir)) if engine else None
+        except ComposerError:
+            return None
     path = tf_dir / "terraform.tfstate"
     if not path.exists():
         return 0
@@ -814,7 +826,7 @@ def destroy(engine, target, work: Path, parallelism: int, log: IO[str],  # type:
     """
     outcome: dict[str, object] = {"status": "destroyed"}
     try:
-        if state_resources(work / "tf") != 0:
+        if state_resources(work / "tf", engine) != 0:
             engine.destroy(work / "tf", VAR_FILES, parallelism, log)
     except ComposerError as exc:
         outcome = {"status": "failed", "error": exc.message}

@@ -38,6 +38,7 @@ from composer.spec.model import (
     ReproduceSpec,
     RunSpec,
     Spec,
+    StateSpec,
     Tolerance,
 )
 from composer.spec.results import LONGEST_DURATION, OUTPUT_SOURCES, TOLERANCE_KEYS
@@ -48,7 +49,8 @@ __all__ = [
     "DEFAULT_MAX_LOG_SIZE", "LARGEST_FILE_SIZE", "LAUNCHERS", "LONGEST_DURATION", "MOUNT_MODES",
     "NO_LIMIT", "OUTPUT_SOURCES", "PLANNED_TARGETS", "SCHEMA", "TOLERANCE_KEYS", "ClusterSpec",
     "CodeSpec", "ContainerSpec", "Field", "InputSpec", "JobSection", "LimitsSpec", "MountSpec",
-    "OutputsSpec", "RecordSpec", "ReproduceSpec", "RunSpec", "Section", "Spec", "Tolerance",
+    "OutputsSpec", "RecordSpec", "ReproduceSpec", "RunSpec", "Section", "Spec", "StateSpec",
+    "Tolerance",
     "expanded", "load_spec", "output_matches", "parse_duration", "parse_size", "parse_spec",
     "registered_targets", "target_names", "target_sections",
 ]

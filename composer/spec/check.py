@@ -19,9 +19,11 @@ LARGEST_FILE_SIZE = 10**12
 class Checker:
     """Collects every problem found in a parsed TOML document."""
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(self, base_dir: Path, check_paths: bool = True) -> None:
         self.base_dir = base_dir
         self.problems: list[Problem] = []
+        #: False for a recorded spec read elsewhere: its code and inputs need not exist.
+        self.check_paths = check_paths
 
     def add(self, path: str, message: str) -> None:
         """Record a problem; returns None so a check can ``return self.add(...)``."""
@@ -179,6 +181,8 @@ class Checker:
             if not resolved.is_relative_to(self.base_dir):
                 where = f"outside the job directory {self.base_dir}"
                 return self.add(path, f"resolves to {resolved}, {where}")
+            if not self.check_paths:
+                return resolved
             if not resolved.exists():
                 return self.add(path, f"{kind} not found: {resolved}")
             if not (resolved.is_dir() if directory else resolved.is_file()):

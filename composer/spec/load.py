@@ -26,13 +26,15 @@ from composer.spec.results import (
     check_record,
     check_reproduce,
 )
+from composer.spec.state import STATE, check_state
+from composer.spec.state import expand as expand_state
 from composer.spec.text import clip
 
 #: The sections every spec may have, in the order problems are reported. A target's own
 #: section (``[aws]``) comes from the target registry: see ``target_sections``.
 SCHEMA: Mapping[str, Section] = MappingProxyType({
     s.name: s for s in (JOB, CLUSTER, RUN, CONTAINER, CODE, INPUTS, OUTPUTS, LIMITS, RECORD,
-                        REPRODUCE)
+                        REPRODUCE, STATE)
 })
 
 
@@ -77,11 +79,12 @@ def load_spec(path: Path | str) -> Spec:
     return parse_spec(text, source)
 
 
-def parse_spec(text: str, source: Path | str) -> Spec:
-    """Validate spec ``text``; relative paths in it start at ``source``'s folder."""
+def parse_spec(text: str, source: Path | str, check_paths: bool = True) -> Spec:
+    """Validate spec ``text``; relative paths in it start at ``source``'s folder.
+    ``check_paths=False``: a recorded spec read where its code and inputs are not."""
     source = _absolute(Path(source))
     data = _parse_toml(text, source)
-    check = Checker(source.parent)
+    check = Checker(source.parent, check_paths)
     spec = _spec(check, data, source, text)
     if check.problems or spec is None:
         raise SpecError(str(source), check.problems)
@@ -101,6 +104,7 @@ def _spec(c: Checker, data: Table, source: Path, text: str) -> Spec | None:
     limits = check_limits(c, c.section(data, LIMITS))
     record = check_record(c, c.section(data, RECORD))
     reproduce = check_reproduce(c, c.section(data, REPRODUCE), collected)
+    state = check_state(c, c.section(data, STATE))
     sections = target_sections()
     config = _target_config(c, data, sections, cluster)
     c.unknown(data, "", (*SCHEMA, *sections))
@@ -108,7 +112,7 @@ def _spec(c: Checker, data: Table, source: Path, text: str) -> Spec | None:
         return None
     parts = (job, cluster, run, code, inputs, outputs, limits, record)
     return Spec(*parts, source=source, base_dir=c.base_dir, text=text, reproduce=reproduce,
-                container=container, target_config=config)
+                container=container, target_config=config, state=state)
 
 
 def _target_config(
@@ -177,6 +181,8 @@ def expanded(spec: Spec) -> dict[str, Any]:
             "tolerance": {t.key: {"abs": t.abs, "rel": t.rel} for t in again.tolerance},
         },
     }
+    if spec.state.remote:  # a spec without [state] expands as before it existed
+        data["state"] = expand_state(spec.state)
     for name, section in target_sections().items():
         if section.target == spec.cluster.target and spec.target_config is not None:
             assert section.expand is not None, f"[{name}] has no expand"

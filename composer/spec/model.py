@@ -139,6 +139,22 @@ class ReproduceSpec:
 
 
 @dataclass(frozen=True)
+class StateSpec:
+    """``[state]``: where Terraform keeps the run's state (``backend = "local"``: the work
+    dir, as without the section)."""
+
+    backend: str = "local"
+    bucket: str | None = None
+    prefix: str = "composer"
+    region: str | None = None
+    endpoint: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.backend != "local"
+
+
+@dataclass(frozen=True)
 class Spec:
     job: JobSection
     cluster: ClusterSpec
@@ -155,3 +171,5 @@ class Spec:
     container: ContainerSpec = field(default_factory=ContainerSpec)
     #: The target's own section (``[aws]`` -> ``AwsSpec``); None for targets without one.
     target_config: Any = None
+    #: ``[state]``: where Terraform keeps the run's state.
+    state: StateSpec = field(default_factory=StateSpec)

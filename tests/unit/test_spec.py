@@ -734,7 +734,7 @@ def test_spec_without_reproduce_argument_gets_an_empty_one(job_dir: Path) -> Non
     assert Spec(**fields).reproduce == ReproduceSpec()
     # Fields added later come last, with defaults, so positional callers keep working.
     names = [f.name for f in dataclasses.fields(Spec)]
-    assert names[-3:] == ["reproduce", "container", "target_config"]
+    assert names[-4:] == ["reproduce", "container", "target_config", "state"]
 
 
 def test_empty_reproduce_section(job_dir: Path) -> None:
