@@ -65,8 +65,8 @@ def test_a_run_commits_a_readme_and_down_updates_it(composer: Composer, tmp_path
         stages = [line.split("|")[1].strip() for line in
                   text.split("## Stages")[1].split("\n## ")[0].splitlines()
                   if line.startswith("| ") and line != "| stage | time |"]
-        assert stages == ["render", "init", "apply", "wait_for_ssh", "facts", "stage", "run",
-                          "collect", "**total**"], stages
+        assert stages == ["render", "init", "apply", "wait_for_ssh", "facts", "health", "stage",
+                          "run", "collect", "**total**"], stages
         manifest = json.loads(composer.git("show", f"run/{run_id}:{run_id}/manifest.json"))
         for entry in manifest["files"]:
             assert f"`{entry['sha256']}`" in text
