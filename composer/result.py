@@ -191,6 +191,8 @@ class Result:
     duration_s: float | None = None
     reproduces: str | None = None
     drift: list[dict[str, Any]] = field(default_factory=list)
+    #: The estimate and the spend (composer/cost.py ``Cost.settle``).
+    cost: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)

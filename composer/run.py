@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from composer import containers, environment, launch
+from composer import containers, cost, environment, launch
 from composer import facts as node_facts
 from composer.collect import collect_outputs, collect_timeout
 from composer.engine import check_provider_mirror, make_engine, outputs_of
@@ -152,6 +152,7 @@ class Run:
         check_provider_mirror()
         self.pins = self.target.preflight(
             self.spec, self.replay.pins if self.replay is not None else None)
+        self.cost = cost.check(self.spec, self.target, self.pins)  # the budget gate
         self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.heartbeat_s = launch.heartbeat_interval(os.environ)
@@ -178,6 +179,8 @@ class Run:
         self.log.say(f"run {self.run_id} ({spec_summary(self.spec)})")
         for warning in self.pins.get("warnings") or ():
             self.log.say(f"warning: {warning}")
+        self.log.say(self.cost.line())
+        self.result.cost = self.cost.to_result()
         if self.image is not None and self.container_options is not None:
             opts = self.container_options.to_dict()
             daemon = f"{containers.daemon_text()}, " if self.image["runtime"] == "docker" else ""
@@ -258,6 +261,7 @@ class Run:
             outputs = outputs_of(applied.stdout) or self.engine.outputs(self.tf_dir)
             self.nodes = [Node.from_output(n) for n in outputs["nodes"]]
             write_json(self.work / "inventory.json", outputs["nodes"])
+            self.cost.applied()
         with self.stage("wait_for_ssh"):
             self.sessions = wait_for_ssh(self.nodes, self.work / "keys" / "client",
                                          self.target.ssh_timeout,
@@ -376,6 +380,7 @@ class Run:
             infra = Infra(self.staged / "infra",
                           tree_sha256(self.staged / "infra", frozenset({LOCK_FILE})))
         self.lock_data = replace(lock, infra_sha256=infra.sha256).to_dict()
+        self.lock_data["cost"] = self.cost.lock_entry()
         write_json(self.staged / "lock.json", self.lock_data)
         (self.staged / "job.toml").write_text(spec.text, encoding="utf-8")
         shutil.copytree(infra.path, self.tf_dir)
@@ -537,6 +542,7 @@ class Run:
         pause_point(self.work, "destroy")
         r.teardown = destroy(self.engine, self.target, self.work, self.state.parallelism,
                              self.tf_log, self.state.held)
+        self.cost.destroyed()
         self.state.destroyed = r.teardown["status"] == "destroyed"
         self.state.save(self.work)
         r.stages["destroy"] = round(time.monotonic() - t0, 3)
@@ -553,6 +559,8 @@ class Run:
             r.error = f"interrupted by {signal.Signals(signum).name} during destroy"
         r.finished_at = now_iso()
         r.duration_s = round(time.monotonic() - started, 3)
+        r.cost = self.cost.settle(r.teardown.get("status"))
+        self.log.say(cost.spend_line(r.cost))
         code = status_exit_code(r.status, signum)
         if r.status == "failed" and (r.stage != "run" or self.job is None):
             exc = getattr(self, "error_exc", None)

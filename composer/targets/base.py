@@ -10,7 +10,8 @@ The life of a run, as the driver calls it:
 
 1. ``preflight(spec)``: every check that can fail before anything is created or
    spent; returns the target's pins (resolved image, account, zone...), which go
-   into ``lock.json`` under ``target.resolved``.
+   into ``lock.json`` under ``target.resolved``. Then ``price(spec, pins)``: one
+   node's hourly price for the estimate and the budget gate (``composer/cost.py``).
 2. ``tfvars(spec)``: the spec's values for the rendered tree's
    ``terraform.tfvars.json`` (beyond the ones every target has).
 3. ``allocate`` -> ``Allocation``: what the run holds outside Terraform (local
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from composer.cost import Price
     from composer.spec import Spec
     from composer.spec.fields import Section
 
@@ -88,6 +90,12 @@ class Target(ABC):
         """Check everything that can be checked without creating anything; return pins
         (``warnings``: lines to print). ``pinned``: a recorded run's pins, to reproduce
         that run exactly (the image it used, not what an alias names today)."""
+
+    def price(self, spec: Spec, pins: dict[str, Any]) -> Price | None:
+        """One node's hourly price (``pins``: what preflight chose), read from the
+        provider's price list; a price that cannot be read is ``Price.unreadable`` (or a
+        ``ComposerError``), never a guess. None: this target reads no prices."""
+        return None
 
     def recorded_environment(self, resolved: dict[str, Any]) -> dict[str, str]:
         """Environment variables a recorded spec is checked with again (``reproduce``),
