@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 CURRENCY = "USD"
 FIELD = "limits.max_cost"
+ERROR_ROOM = 300
 
 
 class BudgetError(PreflightError):
@@ -53,7 +54,8 @@ class Price:
 
     @classmethod
     def unreadable(cls, source: str, error: str) -> Price:
-        return cls(None, source, error=error)
+        """No price, and why (in one line: an API's error page may be a whole page)."""
+        return cls(None, source, error=" ".join(error.split())[:ERROR_ROOM])
 
     def to_dict(self) -> dict[str, Any]:
         return {"hourly_per_node": self.hourly, "currency": self.currency,

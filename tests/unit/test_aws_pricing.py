@@ -177,3 +177,21 @@ def test_spot_market_is_priced_from_the_spot_history(session: Any) -> None:
     spec = aws_spec(market="spot", zones=["us-east-1a"])
     found = price(spec, {"instance_type": "t3.micro", "region": REGION}, session)
     assert found.hourly is not None and found.source.startswith("EC2 spot price history")
+
+
+def test_every_pricing_call_is_in_the_iam_policy(session: Any) -> None:
+    from tests.unit.test_aws_preflight import policy_actions
+
+    calls: set[str] = set()
+
+    def record(model: Any, **_: Any) -> None:
+        calls.add(f"{model.service_model.signing_name}:{model.name}")
+
+    session.events.register("before-parameter-build", record)
+    stubbed, stub = stub_pricing(session)
+    stub.add_response("get_products", {"PriceList": [product("t3.micro", "0.0104")]})
+    with stub:
+        on_demand_price(stubbed, REGION, "t3.micro")
+    spot_price(session, REGION, "t3.micro", [])
+    assert calls == {"pricing:GetProducts", "ec2:DescribeSpotPriceHistory"}
+    assert calls <= policy_actions()
