@@ -129,3 +129,10 @@ def test_an_endpoint_without_a_scheme_is_refused(monkeypatch: pytest.MonkeyPatch
 ])
 def test_sku_descriptions(description: str, kind: str, model: str, matches: bool) -> None:
     assert pricing._describes(description, kind, model) is matches
+
+
+def test_pins_without_the_machine_types_facts_are_no_price() -> None:
+    found = pricing.price(gcp_spec(), {"machine_type": "e2-standard-4", "region": REGION},
+                          skus=fake.compute_catalog())
+    assert found.hourly is None
+    assert found.error == "preflight found no vCPUs and memory for e2-standard-4"

@@ -50,10 +50,13 @@ UNITS = {"core": "h", "ram": "GiBy.h", "gpu": "h"}
 def price(spec: Spec, pins: dict[str, Any], skus: list[dict[str, Any]] | None = None) -> Price:
     """The hourly price of one node of the machine type ``pins`` chose."""
     config = spec.target_config
-    machine_type = str(pins["machine_type"])
-    region = str(pins["region"])
-    info = pins["types"][machine_type]
+    machine_type = str(pins.get("machine_type") or config.machine_types[0])
+    region = str(pins.get("region") or config.region)
+    info = (pins.get("types") or {}).get(machine_type)
     provisioning = getattr(config, "provisioning", "standard")
+    if not isinstance(info, dict):
+        return Price.unreadable(f"Cloud Billing Catalog API ({machine_type}, {region})",
+                                f"preflight found no vCPUs and memory for {machine_type}")
     source = (f"Cloud Billing Catalog API ({provisioning} {machine_type}"
               + (f" with {info['gpus']} {info['gpu_model']}" if info.get("gpus") else "")
               + f", {region})")
