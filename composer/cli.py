@@ -249,11 +249,13 @@ def runs(
         return
     if not summaries:
         return
-    rows = [("RUN", "JOB", "STATUS", "NODES", "DURATION", "STARTED", "CLUSTER")]
+    from composer.cost import cost_cell
+
+    rows = [("RUN", "JOB", "STATUS", "NODES", "DURATION", "COST", "STARTED", "CLUSTER")]
     for s in summaries:
         duration = f"{s.duration_s:.1f}s" if s.duration_s is not None else "-"
-        rows.append((s.run_id, s.job, s.status, str(s.nodes), duration, s.started_at,
-                     "up" if s.cluster_up else ""))
+        rows.append((s.run_id, s.job, s.status, str(s.nodes), duration, cost_cell(s.cost),
+                     s.started_at, "up" if s.cluster_up else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

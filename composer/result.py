@@ -204,6 +204,8 @@ class Result:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     #: Nodes that stopped answering during the run (retried when [run] retries allow).
     lost_nodes: list[str] = field(default_factory=list)
+    #: The estimate and the spend (composer/cost.py ``Cost.settle``).
+    cost: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from composer import attempts as tries
 from composer import backend as remote_state
-from composer import containers, environment, health, launch, recovery
+from composer import containers, cost, environment, health, launch, recovery
 from composer import facts as node_facts
 from composer.capacity import capacity_error
 from composer.collect import collect_outputs, collect_timeout
@@ -168,6 +168,7 @@ class Run:
         if self.replay is not None:
             candidates = tries.for_replay(candidates, self.replay.pins, self.target.placement)
         self.plan = tries.Attempts(candidates, self.target.placement, self.spec.run.retries)
+        self.cost = cost.check(self.spec, self.target, self.pins)  # the budget gate
         self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.heartbeat_s = launch.heartbeat_interval(os.environ)
@@ -195,6 +196,8 @@ class Run:
         self.log.say(f"run {self.run_id} ({spec_summary(self.spec)})")
         for warning in self.pins.get("warnings") or ():
             self.log.say(f"warning: {warning}")
+        self.log.say(self.cost.line())
+        self.result.cost = self.cost.to_result()
         if self.image is not None and self.container_options is not None:
             opts = self.container_options.to_dict()
             daemon = f"{containers.daemon_text()}, " if self.image["runtime"] == "docker" else ""
@@ -317,6 +320,7 @@ class Run:
             raise ComposerError(f"attempt {number}'s cluster could not be destroyed before "
                                 f"the next attempt: {outcome.get('error')}",
                                 hint=f"composer down {self.run_id} tries again")
+        self.cost.destroyed()  # this attempt's node time counts towards the spend
         self.log.say(f"[destroy] attempt {number} destroyed in {time.monotonic() - t0:.2f}s")
         self.state.applied, self.state.held, self.nodes = False, [], []
         self.state.save(self.work)
@@ -369,6 +373,7 @@ class Run:
             outputs = outputs_of(applied.stdout) or self.engine.outputs(self.tf_dir)
             self.nodes = [Node.from_output(n) for n in outputs["nodes"]]
             write_json(self.work / "inventory.json", outputs["nodes"])
+            self.cost.applied()
         with self.stage("wait_for_ssh"):
             self.sessions = wait_for_ssh(self.nodes, self.work / "keys" / "client",
                                          self.target.ssh_timeout,
@@ -515,6 +520,7 @@ class Run:
             infra = Infra(self.staged / "infra",
                           tree_sha256(self.staged / "infra", frozenset({LOCK_FILE})))
         self.lock_data = replace(lock, infra_sha256=infra.sha256).to_dict()
+        self.lock_data["cost"] = self.cost.lock_entry()
         write_json(self.staged / "lock.json", self.lock_data)
         (self.staged / "job.toml").write_text(spec.text, encoding="utf-8")
         shutil.copytree(infra.path, self.tf_dir)
@@ -689,6 +695,7 @@ class Run:
         self.log.progress.stage("destroy")
         r.teardown = destroy(self.engine, self.target, self.work, self.state.parallelism,
                              self.tf_log, self.state.held)
+        self.cost.destroyed()
         self.state.destroyed = r.teardown["status"] == "destroyed"
         self.state.save(self.work)
         r.stages["destroy"] = round(time.monotonic() - t0, 3)
@@ -707,6 +714,8 @@ class Run:
         r.duration_s = round(time.monotonic() - started, 3)
         tries.settle_last(self.plan, r.status, r.error)
         r.attempts = self.plan.to_list()
+        r.cost = self.cost.settle(r.teardown.get("status"))
+        self.log.say(cost.spend_line(r.cost))
         code = status_exit_code(r.status, signum)
         if r.status == "failed" and (r.stage != "run" or self.job is None):
             exc = getattr(self, "error_exc", None)

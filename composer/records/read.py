@@ -28,6 +28,9 @@ class RunSummary:
     tag: str
     teardown: str = ""
     cluster_up: bool = False
+    #: ``{"estimate", "spend", "currency"}`` from result.json's ``cost``; None when the
+    #: record has none (runs recorded before composer estimated costs).
+    cost: dict[str, Any] | None = None
 
 
 def parse_object(blob: bytes | None) -> dict[str, Any] | None:
@@ -67,7 +70,17 @@ def summary(run_id: str, commit: str, blob: bytes | None) -> RunSummary:
         commit=commit,
         tag=f"{TAG_PREFIX}{run_id}",
         teardown=_as_str(teardown.get("status")) if isinstance(teardown, dict) else "",
+        cost=cost_of(result.get("cost")),
     )
+
+
+def cost_of(value: object) -> dict[str, Any] | None:
+    """The listed part of result.json's ``cost``: estimate, spend (numbers or None) and
+    currency."""
+    if not isinstance(value, dict) or not value:
+        return None
+    return {"estimate": _as_float(value.get("estimate")), "spend": _as_float(value.get("spend")),
+            "currency": _as_str(value.get("currency")) or "USD"}
 
 
 def resolve(ref: str, run_ids: list[str], where: str = "") -> str:

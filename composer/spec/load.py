@@ -168,7 +168,8 @@ def expanded(spec: Spec) -> dict[str, Any]:
             "from": out.from_,
             "max_file_size": out.max_file_size,
         },
-        "limits": {"max_duration": spec.limits.max_duration},
+        "limits": {"max_duration": spec.limits.max_duration,
+                   "max_cost": spec.limits.max_cost},
         "record": asdict(spec.record),
         "container": {
             "runtime": spec.container.runtime,

@@ -98,10 +98,12 @@ class OutputsSpec:
 @dataclass(frozen=True)
 class LimitsSpec:
     """``max_duration`` in seconds (None: written as ``"none"``, no limit); ``defaulted``
-    when the spec did not say and the default applies (composer prints it)."""
+    when the spec did not say and the default applies (composer prints it). ``max_cost``:
+    the budget in USD (None: no budget gate; see ``composer/cost.py``)."""
 
     max_duration: float | None = DEFAULT_MAX_DURATION
     defaulted: bool = True
+    max_cost: float | None = None
 
 
 @dataclass(frozen=True)

@@ -44,12 +44,17 @@ OUTPUTS = Section("outputs", "The files collected from the nodes into the record
     other("max_file_size", "size", "1 byte to 1TB", _SIZE, default=DEFAULT_MAX_FILE_SIZE,
           shown_default='`"50MB"`'),
 ))
-LIMITS = Section("limits", "How long the workload may run.", fields=(
+LIMITS = Section("limits", "How long the workload may run, and what it may cost.", fields=(
     other("max_duration", 'duration, or `"none"`', "more than 0, at most 7 days",
           {"anyOf": [{"const": NO_LIMIT},
                      {"type": "number", "exclusiveMinimum": 0, "maximum": LONGEST_DURATION},
                      {"type": "string", "pattern": DURATION_PATTERN}]},
           shown_default='`"24h"`'),
+    other("max_cost", "number", "more than 0; the most the run may cost, in USD (the "
+          "currency of the providers' public price lists): a cloud run whose estimate "
+          "(nodes × hourly price × `max_duration`) is higher, or whose price cannot be "
+          "read, is refused before anything is created; see below",
+          {"type": "number", "exclusiveMinimum": 0}, shown_default="none (no budget gate)"),
 ))
 RECORD = Section("record", "Where the run is recorded.", fields=(
     string("repo", "not empty; the runs repository to record into; a relative path starts "
@@ -111,9 +116,12 @@ def check_limits(c: Checker, table: Table | None) -> LimitsSpec:
     if table is None:
         return LimitsSpec()
     value, path = c.get(table, LIMITS, "max_duration")
-    if value == NO_LIMIT or value is MISSING:
-        c.unknown_keys(table, LIMITS)
-        return LimitsSpec(None, defaulted=False) if value == NO_LIMIT else LimitsSpec()
+    max_cost = _max_cost(c, *c.get(table, LIMITS, "max_cost"))
+    c.unknown_keys(table, LIMITS)
+    if value is MISSING:
+        return LimitsSpec(max_cost=max_cost)
+    if value == NO_LIMIT:
+        return LimitsSpec(None, defaulted=False, max_cost=max_cost)
     seconds = None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         expected = 'must be a duration such as "10m", a number of seconds, or "none" for no limit'
@@ -125,8 +133,19 @@ def check_limits(c: Checker, table: Table | None) -> LimitsSpec:
             c.add(path, str(exc))
     if seconds is not None and not 0 < seconds <= LONGEST_DURATION:
         c.add(path, f"must be more than 0 and at most 7d, got {describe(value)}")
-    c.unknown_keys(table, LIMITS)
-    return LimitsSpec(seconds, defaulted=False)
+    return LimitsSpec(seconds, defaulted=False, max_cost=max_cost)
+
+
+def _max_cost(c: Checker, value: Any, path: str) -> float | None:
+    """``[limits] max_cost``: a finite number of USD, more than 0."""
+    if value is MISSING:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        hint = " (write it without quotes, e.g. max_cost = 25)" if isinstance(value, str) else ""
+        return c.add(path, f"must be a number of USD, got {describe(value)}{hint}")
+    if not math.isfinite(value) or value <= 0:
+        return c.add(path, f"must be a number of USD more than 0, got {describe(value)}")
+    return float(value)
 
 
 def check_record(c: Checker, table: Table | None) -> RecordSpec:

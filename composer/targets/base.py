@@ -12,7 +12,9 @@ The life of a run, as the driver calls it:
    spent; returns the target's pins (resolved image, account, zone...), which go
    into ``lock.json`` under ``target.resolved``. ``candidates(spec, pins)``: the
    (zone, type) choices, best first, each a full set of pins; when apply fails for
-   capacity the run is made again in the next one (``composer/attempts.py``).
+   capacity the run is made again in the next one (``composer/attempts.py``). Then
+   ``price(spec, pins)``: one node's hourly price for the estimate and the budget
+   gate (``composer/cost.py``).
 2. ``tfvars(spec)``: the spec's values for the rendered tree's
    ``terraform.tfvars.json`` (beyond the ones every target has).
 3. ``allocate`` -> ``Allocation``: what the run holds outside Terraform (local
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from composer.cost import Price
     from composer.spec import Spec
     from composer.spec.fields import Section
 
@@ -104,6 +107,12 @@ class Target(ABC):
         and instance/machine type (None for a target without either, like local)."""
         return {"zone": pins.get("zone"),
                 "type": pins.get("instance_type") or pins.get("machine_type")}
+
+    def price(self, spec: Spec, pins: dict[str, Any]) -> Price | None:
+        """One node's hourly price (``pins``: what preflight chose), read from the
+        provider's price list; a price that cannot be read is ``Price.unreadable`` (or a
+        ``ComposerError``), never a guess. None: this target reads no prices."""
+        return None
 
     def recorded_environment(self, resolved: dict[str, Any]) -> dict[str, str]:
         """Environment variables a recorded spec is checked with again (``reproduce``),

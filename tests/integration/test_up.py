@@ -297,8 +297,12 @@ def test_runs_and_show(composer: Composer, tmp_path: Path) -> None:
     table = composer.run("runs")
     assert table.returncode == 0
     header, row = table.stdout.splitlines()[:2]
-    assert header.split() == ["RUN", "JOB", "STATUS", "NODES", "DURATION", "STARTED", "CLUSTER"]
+    assert header.split() == ["RUN", "JOB", "STATUS", "NODES", "DURATION", "COST", "STARTED",
+                              "CLUSTER"]
     assert row.split()[:4] == [run_id, "listed", "succeeded", "1"]
+    assert row.split()[5:7] == ["0", "USD"]  # the local target costs nothing
+    listed = json.loads(composer.run("runs", "--json").stdout)["runs"]
+    assert listed[0]["cost"] == {"estimate": 0.0, "spend": 0.0, "currency": "USD"}
     show = composer.run("show", run_id[:17])
     assert show.returncode == 0 and "result.json" in show.stdout and "succeeded" in show.stdout
     missing = composer.run("show", "nope")

