@@ -71,6 +71,8 @@ class Cost:
     hours: float | None  # max_duration in hours; None: no limit
     price: Price | None  # None: the target has no price to read
     max_cost: float | None = None
+    #: Clusters the run may make, each for up to ``hours``: 1 + ``[run] retries.max``.
+    attempts: int = 1
     applied_at: float | None = None
     destroyed_at: float | None = None
     held_s: float = 0.0  # node-time of the attempts already destroyed, per node
@@ -89,7 +91,7 @@ class Cost:
     def estimate(self) -> float | None:
         if self.hourly is None or self.hours is None:
             return None
-        return round(self.nodes * self.hourly * self.hours, 6)
+        return round(self.nodes * self.hourly * self.hours * self.attempts, 6)
 
     def line(self) -> str:
         """The estimate in one line, for the terminal and composer.log."""
@@ -104,6 +106,8 @@ class Cost:
         if self.hourly == 0:
             return f"cost estimate: 0 {self.currency} ({where}){budget}"
         rate = f"{self.nodes} node(s) × {money(self.hourly)} {self.currency}/h"
+        if self.attempts > 1:
+            rate += f" × {self.attempts} attempts (1 + [run] retries.max)"
         if self.estimate is None:
             return (f'cost estimate: {rate}, no total: [limits] max_duration = "none" '
                     f"({where}){budget}")
@@ -179,9 +183,24 @@ def check(spec: Spec, target: Target, pins: dict[str, Any]) -> Cost:
         price = Price.unreadable(f"the {spec.cluster.target} price list", exc.message)
     limits = spec.limits
     hours = None if limits.max_duration is None else limits.max_duration / 3600
-    cost = Cost(spec.cluster.nodes, hours, price, limits.max_cost)
+    retries = spec.run.retries
+    cost = Cost(spec.cluster.nodes, hours, price, limits.max_cost,
+                attempts=1 + (retries.max if retries.on else 0))
     gate(cost, spec.cluster.target)
     return cost
+
+
+def within_budget(cost: Cost, candidates: list[dict[str, Any]],
+                  placement: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """With ``[limits] max_cost``, failover stays on the machine type that was priced
+    (other zones only): another type has another price, which the gate never saw.
+    Returns the candidates kept and what was left out, for the log."""
+    if cost.max_cost is None or not candidates:
+        return candidates, []
+    priced = placement(candidates[0]).get("type")
+    kept = [c for c in candidates if placement(c).get("type") == priced]
+    dropped = sorted({str(placement(c).get("type")) for c in candidates} - {str(priced)})
+    return kept, dropped
 
 
 def gate(cost: Cost, target: str) -> None:
@@ -207,12 +226,13 @@ def gate(cost: Cost, target: str) -> None:
             hint=f"set [limits] max_duration (a duration such as \"2h\"), {off}")
     if cost.estimate > cost.max_cost:
         assert cost.hours is not None and cost.price is not None
+        tries = f" × {cost.attempts} attempts" if cost.attempts > 1 else ""
         raise BudgetError(
             f"estimated cost {money(cost.estimate)} {cost.currency} ({cost.nodes} node(s) × "
-            f"{money(cost.hourly)} {cost.currency}/h × {hours_text(cost.hours)}, "
+            f"{money(cost.hourly)} {cost.currency}/h × {hours_text(cost.hours)}{tries}, "
             f"{cost.price.source}) is more than {budget}",
-            hint="raise [limits] max_cost, shorten [limits] max_duration, or ask for fewer "
-                 "or cheaper nodes")
+            hint="raise [limits] max_cost, shorten [limits] max_duration, lower [run] "
+                 "retries.max, or ask for fewer or cheaper nodes")
 
 
 def spend_line(settled: dict[str, Any]) -> str:

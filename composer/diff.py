@@ -46,7 +46,7 @@ def _read_json(path: Path) -> Any:
         return None
     try:
         return json.loads(path.read_bytes())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         return None
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from composer.backend import LOCK_KEY, Backend, backend_block, resources_in
 from composer.engine import make_engine
-from composer.errors import ComposerError, RunNotFound
+from composer.errors import ComposerError, RunNotFound, UsageError
 from composer.jsonfile import write_json
 from composer.paths import composer_home
 from composer.record import RunsRepo
@@ -43,9 +43,48 @@ def _json(raw: bytes | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+TRUST_ENV = "COMPOSER_TRUSTED_ENDPOINTS"
+
+
 def recorded_backend(repo: RunsRepo, run_id: str) -> Backend | None:
-    """The remote state the record of ``run_id`` names (None: the work dir's state)."""
-    return Backend.from_record(_json(repo.read_file(run_id, "lock.json")).get(LOCK_KEY))
+    """The remote state of run ``run_id``, as its recorded ``job.toml`` says (checked by
+    the spec's rules again, the key being ``<prefix>/<run_id>``), None for the work dir's
+    state. A record is anyone's text once a runs repository is shared: ``lock.json`` must
+    say the same, and an endpoint the record names gets this machine's credentials only
+    when it is listed in ``COMPOSER_TRUSTED_ENDPOINTS``."""
+    written = Backend.from_record(_json(repo.read_file(run_id, "lock.json")).get(LOCK_KEY))
+    text = repo.read_file(run_id, "job.toml")
+    if text is None:
+        if written is None:
+            return None
+        raise UsageError(f"the record of run {run_id} names a state bucket but has no "
+                         "job.toml to check it against: refusing to use it",
+                         hint="bring the run down where its work dir is")
+    from composer.spec import parse_spec
+
+    try:
+        spec = parse_spec(text.decode("utf-8", "replace"), Path("job.toml"), check_paths=False)
+    except ComposerError as exc:
+        raise UsageError(f"the recorded job.toml of run {run_id} does not check: "
+                         f"{exc.message}", hint="bring the run down where its work dir is") \
+            from None
+    backend = Backend.for_run(spec.state, run_id)
+    if backend != written:
+        raise UsageError(f"the record of run {run_id} names the state "
+                         f"{written.url if written else 'of its work dir'}, and its job.toml "
+                         f"{backend.url if backend else 'the work dir'}: refusing to use "
+                         "either", hint="the record was changed after the run; check the "
+                                        "runs repository's history")
+    if backend is not None and backend.endpoint:
+        trusted = {e.strip().rstrip("/") for e in os.environ.get(TRUST_ENV, "").split(",")
+                   if e.strip()}
+        if backend.endpoint.rstrip("/") not in trusted:
+            raise UsageError(f"run {run_id}'s state is at the endpoint {backend.endpoint}, "
+                             "which the record names: composer sends this machine's "
+                             "credentials there only when you trust it",
+                             hint=f"add it to {TRUST_ENV} (comma-separated), e.g. "
+                                  f"{TRUST_ENV}={backend.endpoint}")
+    return backend
 
 
 def _scratch() -> tempfile.TemporaryDirectory[str]:
@@ -89,7 +128,7 @@ def _destroy(record: Path, work: Path, backend: Backend, engine_name: str) -> di
     target = get_target(spec.cluster.target)
     pins = (_json((record / "lock.json").read_bytes()).get("target") or {}).get("resolved")
     tf = work / "tf"
-    shutil.copytree(record / "infra", tf)
+    _render_as_recorded(spec, record / "infra", tf)
     # Placeholder addresses: a destroy reads what exists from the state, not from these.
     alloc = Allocation(tuple(f"127.255.255.{i % 250 + 1}" for i in range(spec.cluster.nodes)))
     runtime = target.prepare(work.name, spec, work, alloc, dict(pins or {}))
@@ -107,6 +146,28 @@ def _destroy(record: Path, work: Path, backend: Backend, engine_name: str) -> di
                             "composer down again"}
         parallelism = max(10, min(256, spec.cluster.nodes))
         return destroy(engine, target, work, parallelism, log, [])
+
+
+def _render_as_recorded(spec: Any, recorded: Path, tf: Path) -> None:
+    """The run's tree, rendered here from its recorded job.toml with this composer's own
+    modules, into ``tf``; refused when the record's ``infra/`` says otherwise. The
+    recorded tree is never run: whoever can push to a runs repository could put any
+    Terraform (and any provisioner command) there."""
+    from composer.compare import tree_diff
+    from composer.modules import pins_for_target
+    from composer.providers import LOCK_FILE
+    from composer.render import render
+
+    render(spec, pins_for_target(spec.cluster.target), tf)
+    changes = tree_diff(recorded, tf, frozenset({LOCK_FILE}))
+    if changes:
+        raise UsageError(
+            f"the record's infra/ differs from what this composer renders for its job.toml "
+            f"({', '.join(sorted(changes)[:5])}): refusing to run a tree composer did not "
+            "render", hint="use the composer version that made the run (composer version; "
+                           "lock.json's modules), or bring the run down where its work dir is")
+    if (recorded / LOCK_FILE).is_file():
+        shutil.copy2(recorded / LOCK_FILE, tf / LOCK_FILE)
 
 
 @dataclass(frozen=True)
@@ -140,11 +201,19 @@ def scan_states(repo: RunsRepo, live: set[str]) -> list[StateLeft]:
     for summary in repo.list_runs():
         run_id = summary.run_id
         shown = repo.show(run_id)
-        backend = Backend.from_record((shown.get("lock") or {}).get(LOCK_KEY))
         result = shown.get("result") or {}
         teardown = (result.get("teardown") or {}).get("status") \
             if isinstance(result.get("teardown"), dict) else None
-        if backend is None or teardown in GONE:
+        if Backend.from_record((shown.get("lock") or {}).get(LOCK_KEY)) is None or \
+                teardown in GONE:
+            continue
+        try:
+            backend = recorded_backend(repo, run_id)
+        except ComposerError as exc:
+            found.append(StateLeft(run_id, result.get("job"), "?", None, teardown,
+                                   "skip (state not trusted)", exc.message))
+            continue
+        if backend is None:
             continue
         try:
             count = read_resources(backend, str(result.get("engine") or "embedded"))

@@ -167,8 +167,14 @@ class Run:
         candidates = self.target.candidates(self.spec, self.pins)
         if self.replay is not None:
             candidates = tries.for_replay(candidates, self.replay.pins, self.target.placement)
-        self.plan = tries.Attempts(candidates, self.target.placement, self.spec.run.retries)
         self.cost = cost.check(self.spec, self.target, self.pins)  # the budget gate
+        candidates, unpriced = cost.within_budget(self.cost, candidates,
+                                                  self.target.placement)
+        if unpriced:
+            self.pins.setdefault("warnings", []).append(
+                f"[limits] max_cost: failover stays on the priced type; not tried: "
+                f"{', '.join(unpriced)}")
+        self.plan = tries.Attempts(candidates, self.target.placement, self.spec.run.retries)
         self._preflight_container()
         self.secrets = Secrets.from_environ(self.spec.run.secret_env)
         self.heartbeat_s = launch.heartbeat_interval(os.environ)

@@ -74,7 +74,7 @@ class RecordData:
 def _json(path: Path) -> dict[str, Any] | None:
     try:
         value = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -104,7 +104,7 @@ def _metrics_file(outputs: Path, name: str) -> Any:
         return json.loads(path.read_bytes())
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
-    except ValueError:
+    except (ValueError, RecursionError):
         return "not JSON"
 
 

@@ -95,7 +95,7 @@ def _read_text(path: Path) -> str:
 def _read_object(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_bytes()) if path.is_file() else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -169,7 +169,7 @@ def _metrics(root: Path, job_toml: str) -> tuple[tuple[Metric, ...], tuple[str, 
             continue
         try:
             data = json.loads(path.read_bytes())
-        except ValueError:
+        except (ValueError, RecursionError):
             problems.append(f"{name}: not JSON")
             continue
         _walk(name, data, "", found)

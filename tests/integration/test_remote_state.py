@@ -270,12 +270,21 @@ def test_down_from_another_home_destroys_a_kept_run_through_the_bucket(
 def _down_from_laptop(composer: Composer, store: Store, tmp_path: Path, run_id: str) -> None:
     assert node_sshds(run_id) and store.resources(run_id) == 2
     laptop = Composer(home=tmp_path / "laptop", runs=composer.runs, cwd=tmp_path)
-    listed = laptop.run("gc", "--state", "--json")
+    # The endpoint comes from a record (anyone's text once the repository is shared):
+    # no credentials go there until this machine says it trusts it.
+    untrusted = laptop.run("down", run_id, "--json")
+    assert untrusted.returncode == 2, untrusted.stdout + untrusted.stderr
+    assert "COMPOSER_TRUSTED_ENDPOINTS" in final_json(untrusted.stdout)["hint"]
+    [entry] = final_json(laptop.run("gc", "--state", "--json").stdout)["runs"]
+    assert entry["action"] == "skip (state not trusted)"
+    assert node_sshds(run_id) and store.resources(run_id) == 2
+    trust = {"COMPOSER_TRUSTED_ENDPOINTS": store.url}
+    listed = laptop.run("gc", "--state", "--json", **trust)
     assert listed.returncode == 0, listed.stderr
     [entry] = final_json(listed.stdout)["runs"]
     assert (entry["run_id"], entry["resources"], entry["action"]) == (run_id, 2, "down")
 
-    down = laptop.run("down", run_id, "--json")
+    down = laptop.run("down", run_id, "--json", **trust)
     assert down.returncode == 0, down.stderr
     teardown = final_json(down.stdout)["teardown"]
     assert teardown["status"] == "destroyed" and teardown["state"] == \
@@ -283,7 +292,7 @@ def _down_from_laptop(composer: Composer, store: Store, tmp_path: Path, run_id: 
     assert not node_sshds(run_id)
     assert store.resources(run_id) == 0
     assert record_json(composer, run_id, "result.json")["teardown"]["status"] == "destroyed"
-    assert final_json(laptop.run("gc", "--state", "--json").stdout)["runs"] == []
+    assert final_json(laptop.run("gc", "--state", "--json", **trust).stdout)["runs"] == []
     no_secret_under(laptop.home)
 
 
@@ -297,13 +306,59 @@ def test_down_without_credentials_fails_and_leaves_the_run(
     run_id = final_json(up.stdout)["run_id"]
     laptop = Composer(home=tmp_path / "laptop", runs=composer.runs, cwd=tmp_path)
     try:
-        failed = laptop.run("down", run_id, **{k: "" for k in store.env})
+        trust = {"COMPOSER_TRUSTED_ENDPOINTS": store.url}
+        failed = laptop.run("down", run_id, **{k: "" for k in store.env}, **trust)
         assert failed.returncode == 4, failed.stdout + failed.stderr
         assert f"composer: error: {store.backend_for(run_id).url}: " in failed.stderr
         assert node_sshds(run_id) and store.resources(run_id) == 2
         assert record_json(composer, run_id, "result.json")["teardown"]["status"] == "failed"
-        assert laptop.run("down", run_id).returncode == 0
+        assert laptop.run("down", run_id, **trust).returncode == 0
         assert not node_sshds(run_id) and store.resources(run_id) == 0
     finally:
         assert composer.run("down", run_id).returncode == 0
 
+
+
+def _tamper(composer: Composer, run_id: str, name: str, edit: Any) -> None:
+    """Change a file of a committed record the way someone who can push to the runs
+    repository could, and move the run's tag onto it."""
+    path = composer.runs / run_id / name
+    path.write_text(edit(path.read_text()))
+    composer.git("add", "-A")
+    composer.git("commit", "-qm", f"tamper with {name}")
+    composer.git("tag", "-f", f"run/{run_id}")
+
+
+@pytest.mark.parametrize("store", ["s3"], indirect=True)
+def test_down_from_a_record_runs_no_tree_and_no_state_the_record_alone_says(
+        composer: Composer, store: Store, tmp_path: Path) -> None:
+    """A record is anyone's text once a runs repository is shared: down from another
+    machine renders the tree itself and takes the bucket from the recorded job.toml."""
+    up = composer.run("up", str(job(tmp_path / "job", store)), "--keep", "--json")
+    assert up.returncode == 0, up.stderr
+    run_id = final_json(up.stdout)["run_id"]
+    laptop = Composer(home=tmp_path / "laptop", runs=composer.runs, cwd=tmp_path)
+    trust = {"COMPOSER_TRUSTED_ENDPOINTS": store.url}
+    marker = tmp_path / "ran-from-the-record"
+    try:
+        _tamper(composer, run_id, "infra/main.tf",
+                lambda text: text + f'\nresource "terraform_data" "x" {{\n  provisioner '
+                                    f'"local-exec" {{\n    when    = destroy\n    command = '
+                                    f'"touch {marker}"\n  }}\n}}\n')
+        refused = laptop.run("down", run_id, "--json", **trust)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "infra/ differs" in final_json(refused.stdout)["error"]
+        assert not marker.exists() and node_sshds(run_id)
+        composer.git("reset", "-q", "--hard", "HEAD~1")
+        composer.git("tag", "-f", f"run/{run_id}")
+
+        _tamper(composer, run_id, "lock.json",
+                lambda text: text.replace(f"/{run_id}", "/someone-elses-run"))
+        refused = laptop.run("down", run_id, "--json", **trust)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "refusing to use either" in final_json(refused.stdout)["error"]
+        assert node_sshds(run_id) and store.resources(run_id) == 2
+        composer.git("reset", "-q", "--hard", "HEAD~1")
+        composer.git("tag", "-f", f"run/{run_id}")
+    finally:
+        assert composer.run("down", run_id).returncode == 0

@@ -201,3 +201,26 @@ def test_a_bad_max_cost_names_the_field(tmp_path: Path, value: str, said: str) -
         parse_spec(spec_text(f"max_cost = {value}"), tmp_path / "job.toml")
     text = str(bad.value)
     assert "limits.max_cost" in text and said in text, text
+
+
+def test_the_gate_counts_every_cluster_retries_may_make() -> None:
+    run = Cost(2, 1.0, LIST_PRICE, 20.0, attempts=4)  # [run] retries.max = 3
+    assert run.estimate == pytest.approx(2 * 3.06 * 4)
+    with pytest.raises(BudgetError) as caught:
+        cost.gate(run, "aws")
+    assert "× 4 attempts" in caught.value.message
+    assert "× 4 attempts (1 + [run] retries.max)" in run.line()
+
+
+def test_with_a_budget_failover_stays_on_the_priced_type() -> None:
+    def placement(pins: dict[str, Any]) -> dict[str, Any]:
+        return {"zone": pins["zone"], "type": pins["instance_type"]}
+
+    candidates = [{"zone": "a", "instance_type": "g5.xlarge"},
+                  {"zone": "b", "instance_type": "g5.xlarge"},
+                  {"zone": "a", "instance_type": "p4d.24xlarge"}]
+    gated = Cost(1, 1.0, LIST_PRICE, 20.0)
+    kept, dropped = cost.within_budget(gated, candidates, placement)
+    assert [c["zone"] for c in kept] == ["a", "b"] and dropped == ["p4d.24xlarge"]
+    assert cost.within_budget(Cost(1, 1.0, LIST_PRICE), candidates, placement) == \
+        (candidates, [])
