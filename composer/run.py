@@ -337,7 +337,8 @@ class Run:
 
     def _launch_watching(self) -> launch.JobResult:
         """The workload; a failure with a node that no longer answers is a lost node
-        (asked of an mpi job's failure only when [run] retries are on node-lost)."""
+        (exit 4 naming it, or another attempt with [run] retries on node-lost), not the
+        workload's own failure on the node that happened to report it."""
         try:
             job = self._launch()
         except SSHError as exc:
@@ -345,7 +346,7 @@ class Run:
             if lost:
                 raise tries.NodeLost(lost, exc.message) from exc
             raise
-        if job.exit_code != 0 and tries.NODE_LOST in self.spec.run.retries.on:
+        if job.exit_code != 0:
             lost = recovery.lost_nodes(self.nodes, self.work / "keys" / "client")
             if lost:
                 raise tries.NodeLost(lost, f"the workload exited with {job.exit_code}")

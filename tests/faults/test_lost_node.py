@@ -127,3 +127,37 @@ def test_a_lost_node_is_replaced_and_training_resumes(composer: Composer, tmp_pa
         reference = uninterrupted(code, tmp_path / "reference")
         assert hashlib.sha256(model).hexdigest() == hashlib.sha256(reference).hexdigest()
         assert_gone(composer, run_id)
+
+
+def test_a_lost_node_without_retries_is_exit_4_naming_it(composer: Composer, tmp_path: Path,
+                                                         tally: Tally) -> None:
+    """No [run] retries: the mpi job fails when a node dies, and the run says which node
+    was lost (exit 4), not that the workload failed on the head that reported it."""
+    with tally.check("node lost"):
+        code = tmp_path / "job"
+        shutil.copytree(EXAMPLE, code, ignore=shutil.ignore_patterns("outputs", "__pycache__",
+                                                                     "README.md"))
+        (code / "held.py").write_text(HELD)
+        (code / "job.toml").unlink()
+        job = write_job(code, {
+            "job": {"name": "lost-node-once"},
+            "cluster": {"target": "local", "nodes": 2},
+            "run": {"launcher": "mpi", "command": ["python", "held.py", "--epochs", EPOCHS],
+                    "env": {"SEED": "1234"}, "checkpoint": "ckpt/"},
+            "code": {"path": "."},
+            "outputs": {"paths": ["model.npz"], "from": "head"},
+            "limits": {"max_duration": "5m"},
+        })
+        with start_up(composer, job, "up") as up:
+            work = up.work()
+            saved = work / "nodes" / "node-0" / "work" / "code" / "ckpt" / "checkpoint.npz"
+            wait_for(saved.exists, 120, "the first checkpoint on the head", alive=up.proc,
+                     log=up.err)
+            stop_node(work, 1)
+            done = up.finish(timeout=240)
+        assert done.returncode == 4, done.stderr
+        run_id = final_json(done.stdout)["run_id"]
+        result = record_json(composer, run_id, "result.json")
+        assert result["lost_nodes"] == ["node-1"], result
+        assert "lost node node-1" in result["error"]
+        assert_gone(composer, run_id)
