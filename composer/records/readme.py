@@ -124,7 +124,7 @@ def render_readme(record: Path | RecordData) -> str:
     """The README.md of a record: a directory holding it, or its ``RecordData``."""
     data = record if isinstance(record, RecordData) else RecordData.load(Path(record))
     sections: list[Callable[[RecordData], str]] = [
-        _summary, _verdict, _nodes, _stages, _outputs, _metrics, _files]
+        _summary, _verdict, _attempts, _nodes, _stages, _outputs, _metrics, _files]
     parts = [text for text in (section(data) for section in sections) if text]
     return "\n".join(parts)
 
@@ -254,6 +254,32 @@ def _nodes(data: RecordData) -> str:
         _capped(("node", "hostname", "address", "CPUs", "memory", "GPUs", "OS", "kernel",
                  "arch", "MPI", "Python"), rows, "lllrrllllll"),
     ])
+
+
+def _attempts(data: RecordData) -> str:
+    """Every try at the run when there was more than one (a capacity failover, a lost
+    node's retry), or a node was lost: a run that recovered looks otherwise clean."""
+    attempts = data.result.get("attempts")
+    lost = data.result.get("lost_nodes") or []
+    if not isinstance(attempts, list) or (len(attempts) < 2 and not lost):
+        return ""
+    rows = []
+    for number, attempt in enumerate(attempts, start=1):
+        if not isinstance(attempt, dict):
+            continue
+        seconds = attempt.get("seconds")
+        rows.append((str(number), _val(attempt.get("zone")), _val(attempt.get("type")),
+                     _val(attempt.get("outcome")),
+                     ", ".join(code(str(n)) for n in attempt.get("lost_nodes") or []) or "",
+                     _seconds(seconds) if isinstance(seconds, int | float) else _val(seconds),
+                     _val(attempt.get("error"))))
+    lines = ["## Attempts", "",
+             f"The run was tried {len(rows)} time(s); the stages, outputs and metrics below "
+             "are the last attempt's (earlier attempts' node logs are under "
+             "`logs/attempt-N/`).", "",
+             table(("attempt", "zone", "type", "outcome", "lost nodes", "time", "error"), rows,
+                   "rllllrl")]
+    return "\n".join(lines)
 
 
 def _stages(data: RecordData) -> str:

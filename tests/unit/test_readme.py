@@ -274,3 +274,20 @@ def test_add_readme_never_costs_the_record(tmp_path: Path,
     assert readme.add_readme(root, said.append) is False
     assert not (root / "README.md").exists()
     assert said and "README.md was not written: RuntimeError: boom" in said[0]
+
+
+def test_a_run_that_recovered_shows_its_attempts(tmp_path: Path) -> None:
+    root = make_record(tmp_path / "r")
+    result = json.loads((root / "result.json").read_text())
+    result["attempts"] = [
+        {"zone": "us-east-1a", "type": "g5.xlarge", "outcome": "node-lost", "seconds": 61.5,
+         "error": "lost node node-1 | during the run", "lost_nodes": ["node-1"]},
+        {"zone": "us-east-1b", "type": "g5.xlarge", "outcome": "succeeded", "seconds": 90.0}]
+    result["lost_nodes"] = ["node-1"]
+    (root / "result.json").write_text(json.dumps(result))
+    text = readme.render_readme(root)
+    section = text.split("## Attempts")[1].split("\n## ")[0]
+    assert "tried 2 time(s)" in section
+    assert "| 1 | `us-east-1a` | `g5.xlarge` | `node-lost` | `node-1` |" in section
+    assert "| 2 | `us-east-1b` | `g5.xlarge` | `succeeded` |" in section
+    assert "## Attempts" not in readme.render_readme(make_record(tmp_path / "plain"))
