@@ -17,6 +17,7 @@ the state from the record alone.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,40 @@ def resources_in(state_json: str) -> int | None:
         return sum(len(r.get("instances") or []) for r in data.get("resources") or [])
     except (ValueError, AttributeError, TypeError):
         return None
+
+
+def check_credentials(backend: Backend | None) -> None:
+    """Before a run exists: the credentials Terraform's backend will look for are there
+    (exit 2 naming them), rather than a failed run at ``init``. What the credentials may
+    do, and whether the bucket exists, only ``init`` finds out."""
+    from composer.errors import PreflightError
+
+    if backend is None:
+        return
+    if backend.kind == "s3":
+        try:
+            import botocore.session
+        except ImportError:
+            return  # composer cannot look; Terraform says at init
+        if botocore.session.Session().get_credentials() is None:
+            raise PreflightError(
+                f"state: no AWS credentials for the s3 backend ({backend.url})",
+                hint="set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: "
+                     "the backend takes credentials from the environment only")
+        return
+    if any(os.environ.get(name) for name in (
+            "GOOGLE_OAUTH_ACCESS_TOKEN", "GOOGLE_BACKEND_CREDENTIALS", "GOOGLE_CREDENTIALS")):
+        return
+    try:
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+    except ImportError:
+        return
+    try:
+        google.auth.default()
+    except (DefaultCredentialsError, OSError, ValueError) as exc:
+        raise PreflightError(
+            f"state: no Google Cloud credentials for the gcs backend ({backend.url}): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            hint="run 'gcloud auth application-default login', or set "
+                 "GOOGLE_APPLICATION_CREDENTIALS (or GOOGLE_OAUTH_ACCESS_TOKEN)") from None

@@ -162,6 +162,7 @@ class Run:
         """What can fail before anything is made: preflight, the image, the settings."""
         check_installation(self.spec.cluster.target, self.target.modules)
         check_provider_mirror()
+        remote_state.check_credentials(self.backend)
         self.pins = self.target.preflight(
             self.spec, self.replay.pins if self.replay is not None else None)
         candidates = self.target.candidates(self.spec, self.pins)

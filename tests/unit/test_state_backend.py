@@ -122,3 +122,33 @@ def test_configured_reads_the_backend_init_chose(tmp_path: Path) -> None:
     assert configured(tmp_path) == "gcs"
     saved.write_text(json.dumps({"backend": {"type": "local"}}))
     assert configured(tmp_path) is None
+
+
+def test_missing_backend_credentials_are_exit_2_before_a_run(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from composer.backend import Backend, check_credentials
+    from composer.errors import ExitCode, PreflightError
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "GOOGLE_APPLICATION_CREDENTIALS",
+                 "GOOGLE_OAUTH_ACCESS_TOKEN", "GOOGLE_CREDENTIALS",
+                 "GOOGLE_BACKEND_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    for kind, region, said in (("s3", "us-east-1", "AWS_PROFILE"),
+                               ("gcs", None, "gcloud auth application-default login")):
+        backend = Backend(kind, "bucket", "composer/r1", region, None)
+        with pytest.raises(PreflightError) as caught:
+            check_credentials(backend)
+        assert caught.value.exit_code == ExitCode.INVALID_INPUT
+        assert said in (caught.value.hint or "")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    check_credentials(Backend("s3", "bucket", "composer/r1", "us-east-1", None))
+    check_credentials(None)
