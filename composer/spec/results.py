@@ -143,7 +143,10 @@ def _max_cost(c: Checker, value: Any, path: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         hint = " (write it without quotes, e.g. max_cost = 25)" if isinstance(value, str) else ""
         return c.add(path, f"must be a number of USD, got {describe(value)}{hint}")
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value):
+        return c.add(path, f"must be a finite number of USD, got {describe(value)} (TOML "
+                           "reads numbers past about 1e308 as infinite)")
+    if value <= 0:
         return c.add(path, f"must be a number of USD more than 0, got {describe(value)}")
     return float(value)
 

@@ -193,7 +193,8 @@ def test_max_cost_in_the_spec(tmp_path: Path) -> None:
     ('"25"', 'must be a number of USD, got string "25" (write it without quotes'),
     ("0", "must be a number of USD more than 0, got integer 0"),
     ("-3.5", "must be a number of USD more than 0"),
-    ("nan", "must be a number of USD more than 0"),
+    ("nan", "must be a finite number of USD"),
+    ("1e400", "must be a finite number of USD, got float inf (TOML reads numbers past"),
     ("true", "must be a number of USD, got boolean"),
 ])
 def test_a_bad_max_cost_names_the_field(tmp_path: Path, value: str, said: str) -> None:
