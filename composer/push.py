@@ -157,6 +157,13 @@ def _refs(repo: RunsRepo, prefix: str) -> dict[str, str]:
     return found
 
 
+def _refs_named(repo: RunsRepo, prefix: str) -> list[str]:
+    """Branch names under ``prefix`` (``refs/remotes/origin/``), HEAD left out."""
+    out = git(repo.path, "for-each-ref", "--format=%(refname)", prefix)
+    return [line[len(prefix):] for line in out.splitlines()
+            if line.startswith(prefix) and line[len(prefix):] != "HEAD"]
+
+
 def _fetch(repo: RunsRepo, remote: str) -> None:
     mirror = f"{MIRROR}/{remote}/{TAG_PREFIX}"
     try:
@@ -174,6 +181,15 @@ def _plan(repo: RunsRepo, remote: str, branch: str) -> _Plan | None:
         return None  # no commit yet: no record to push
     _fetch(repo, remote)
     remote_tip = _rev(repo, f"refs/remotes/{remote}/{branch}")
+    others = sorted(_refs_named(repo, f"refs/remotes/{remote}/"))
+    if remote_tip is None and others:
+        # Pushing would start a second history beside theirs: a clone would show theirs.
+        raise PushError(
+            f"{remote} has no branch {branch!r}, but has {', '.join(others)}: pushing would "
+            "start a second history there, which a clone of it would not show",
+            hint=f"push where the others are: git -C {repo.path} branch -m {branch} "
+                 f"{others[0]} and composer push again (or start the runs repository as a "
+                 f"clone of {remote})")
     new_head, mapping = replay(repo, remote_tip, head)
     plan = _Plan(head, new_head, remote_tip)
     theirs = _refs(repo, f"{MIRROR}/{remote}/{TAG_PREFIX}")

@@ -231,3 +231,23 @@ def test_eight_pipelines_push_at_once(tmp_path: Path) -> None:
     for repo, run_id in zip(clones, run_ids, strict=True):
         tagged = git(remote, "rev-parse", f"run/{run_id}").strip()
         assert git(repo.path, "rev-parse", f"run/{run_id}").strip() == tagged
+
+
+def test_a_remote_whose_branch_has_another_name_is_refused_not_split(tmp_path: Path) -> None:
+    """A runs repository composer made (branch main) pushed to a shared remote whose
+    history is on master would start a second, unrelated history that clones never
+    show: refused, naming both, and nothing is pushed."""
+    remote = bare(tmp_path / "runs.git")
+    other = clone(remote, tmp_path / "other")
+    record(other, tmp_path)
+    git(other.path, "push", "-q", "origin", "HEAD:refs/heads/master")
+    git(remote, "update-ref", "-d", "refs/heads/main")
+    mine = RunsRepo(tmp_path / "mine")
+    record(mine, tmp_path)
+    git(mine.path, "remote", "add", "origin", str(remote))
+    code, out = cli("push", "--runs-repo", str(mine.path), "--json")
+    assert code == int(ExitCode.PUSH_FAILED), out
+    said = json.loads(out.splitlines()[0])  # the one object; the error's lines follow
+    assert "has no branch 'main', but has master" in said["error"]
+    assert git(remote, "for-each-ref", "--format=%(refname)", "refs/heads").split() == \
+        ["refs/heads/master"]
