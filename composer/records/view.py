@@ -11,8 +11,9 @@ from composer.records.guard import terminal_text
 # The pipeline's stages in the order they run; ``show`` and the README list them so.
 STAGE_ORDER = ("render", "init", "apply", "wait_for_ssh", "facts", "health", "stage", "run",
                "collect", "destroy")
-SHOWN_KEYS = ("job", "status", "exit_code", "stage", "nodes", "launcher", "duration_s",
-              "started_at", "error")
+SHOWN_KEYS = ("job", "status", "exit_code", "composer_exit_code", "failed_node", "stage",
+              "nodes", "launcher", "duration_s", "started_at", "reproduces", "verdict",
+              "error")
 GAP = 2  # spaces between the longest label and its value
 
 
@@ -41,6 +42,18 @@ def format_show(data: dict[str, Any], readme: str | None = None) -> str:
     stages = result.get("stages")
     if isinstance(stages, dict) and stages:
         lines.append(("stages", ", ".join(stage_times(stages))))
+    attempts = result.get("attempts")
+    if isinstance(attempts, list) and (len(attempts) > 1 or result.get("lost_nodes")):
+        outcomes = [str(a.get("outcome")) for a in attempts if isinstance(a, dict)]
+        lost = ", ".join(str(n) for n in result.get("lost_nodes") or [])
+        lines.append(("attempts", f"{len(outcomes)} ({', '.join(outcomes)})"
+                                  + (f"; lost {lost}" if lost else "")))
+    spent = result.get("cost")
+    if isinstance(spent, dict) and (spent.get("spend") is not None
+                                    or spent.get("estimate") is not None):
+        money = spent.get("spend") if spent.get("spend") is not None else spent.get("estimate")
+        what = "spent" if spent.get("spend") is not None else "estimated"
+        lines.append(("cost", f"{money} {spent.get('currency') or 'USD'} ({what})"))
     if isinstance(result.get("teardown"), dict):
         lines.append(("teardown", str(result["teardown"].get("status"))))
     if readme is not None:

@@ -61,3 +61,15 @@ def test_readme_path(tmp_path: Path) -> None:
     assert readme_path(tmp_path, old) is None
     with pytest.raises(UsageError, match="has no README.md"):
         readme_path(tmp_path, old, required=True)
+
+
+def test_a_failed_recovered_and_priced_run_says_so() -> None:
+    text = format_show(shown(
+        status="failed", exit_code=3, composer_exit_code=1, failed_node="node-1",
+        attempts=[{"outcome": "node-lost"}, {"outcome": "failed"}], lost_nodes=["node-1"],
+        cost={"estimate": 2.5, "spend": 0.75, "currency": "USD"}))
+    lines = dict(line.split(None, 1) for line in text.splitlines()
+                 if line and not line.startswith(" ") and " " in line)
+    assert lines["composer_exit_code"] == "1" and lines["failed_node"] == "node-1"
+    assert lines["attempts"] == "2 (node-lost, failed); lost node-1"
+    assert lines["cost"] == "0.75 USD (spent)"
