@@ -4,23 +4,17 @@ Engine fake served for one test, reached through ``COMPOSER_GCE_ENDPOINT``."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from composer.spec import (
-    ClusterSpec,
-    CodeSpec,
-    JobSection,
     LimitsSpec,
-    OutputsSpec,
-    RecordSpec,
-    RunSpec,
     Spec,
 )
-from composer.targets.gcp.config import GcpSpec
+from tests.unit import gcp_fakes as fakes
 from tests.unit.gce_fake import World, serve
 from tests.unit.gce_world import PROJECT, REGION, seed
 
@@ -28,31 +22,12 @@ DEBIAN_FAMILY = "projects/debian-cloud/global/images/family/debian-12"
 
 
 def gcp_spec(nodes: int = 1, gpus_per_node: int = 0, **gcp: Any) -> Spec:
-    """A Spec with ``target = "gcp"`` and ``target_config = GcpSpec(**gcp)``."""
+    """``gcp_fakes.gcp_spec`` in the fake's project, with a type and image it has."""
     fields: dict[str, Any] = {"project": PROJECT, "region": REGION,
-                              "machine_types": ("e2-standard-4",), "image": DEBIAN_FAMILY,
-                              "ssh_cidrs": ("203.0.113.0/24",)}
+                              "machine_types": ("e2-standard-4",), "image": DEBIAN_FAMILY}
     fields.update(gcp)
-    for name in ("machine_types", "zones", "ssh_cidrs"):
-        fields[name] = tuple(fields.get(name, ()))
-    return Spec(
-        job=JobSection("gcp-test"),
-        cluster=ClusterSpec("gcp", nodes, 1, gpus_per_node),
-        run=RunSpec("ssh", ("true",)),
-        code=CodeSpec(None),
-        inputs=(),
-        outputs=OutputsSpec(),
-        limits=LimitsSpec(),
-        record=RecordSpec(),
-        source=Path("job.toml"),
-        base_dir=Path("."),
-        text="",
-        target_config=GcpSpec(**fields),
-    )
-
-
-def with_gcp(spec: Spec, **gcp: Any) -> Spec:
-    return replace(spec, target_config=replace(spec.target_config, **gcp))
+    return fakes.gcp_spec(nodes, gpus_per_node, max_duration=LimitsSpec().max_duration,
+                          **fields)
 
 
 @dataclass
