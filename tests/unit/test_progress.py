@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -92,7 +93,10 @@ def test_on_a_terminal_lines_go_above_the_live_one(tmp_path: Path) -> None:
 def test_the_cli_shows_a_completion_script() -> None:
     script = Path(sys.executable).parent / "composer"
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "composer"]
-    done = subprocess.run([*argv, "--show-completion", "bash"], capture_output=True,
+    # typer takes the shell from the parent process: run it under bash (a list, so bash
+    # forks instead of exec-ing it), as a user's shell would, whatever runs the tests.
+    under_bash = f"{shlex.join([*argv, '--show-completion'])}; exit $?"
+    done = subprocess.run(["bash", "-c", under_bash], capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "complete " in done.stdout and "_COMPLETE=complete_bash" in done.stdout
