@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import PreflightError, Problem
-from composer.keys import generate_keypair
 from composer.targets.base import GcRequest, gc_action
 
 
@@ -36,6 +35,8 @@ def run_keys(work_dir: Path, run_id: str, nodes: int) -> tuple[str, list[Path]]:
     """The run's client key pair (``keys/client``) and one host key pair per node
     (``nodes/node-<rank>/ssh_host_ed25519_key``), under the run's private work dir.
     Returns the client's public line and the private host key files, in rank order."""
+    from composer.keys import generate_keypair  # cryptography: only when keys are made
+
     client_pub = generate_keypair(work_dir / "keys" / "client", f"composer-{run_id}")
     host_keys = []
     for rank in range(nodes):

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from composer import containers
 from composer.errors import PreflightError
-from composer.keys import generate_keypair
 from composer.paths import leases_dir
 from composer.procs import kill_all, node_processes, processes_with_env
 from composer.targets.base import Allocation, Target
@@ -290,6 +289,8 @@ class LocalTarget(Target):
     def prepare(self, run_id: str, spec: Spec, work_dir: Path, alloc: Allocation,
                 pins: dict[str, Any]) -> dict[str, Any]:
         """Generate the run's keys and return the run-time Terraform variables."""
+        from composer.keys import generate_keypair  # cryptography: only when keys are made
+
         nodes = spec.cluster.nodes
         nodes_dir = work_dir / "nodes"
         client_pub = generate_keypair(work_dir / "keys" / "client", f"composer-{run_id}")
