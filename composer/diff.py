@@ -25,6 +25,7 @@ from composer.compare import (
     unified,
     with_text_diffs,
 )
+from composer.jsonfile import read_object
 from composer.record import RunsRepo, load_manifest
 from composer.records.manifest import is_legacy as manifest_is_legacy
 
@@ -51,8 +52,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_object(root: Path, name: str) -> dict[str, Any]:
-    value = _read_json(root / name)
-    return value if isinstance(value, dict) else {}
+    return read_object(root / name) or {}
 
 
 def spec_section(a: Path, b: Path) -> dict[str, Any]:

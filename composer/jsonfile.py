@@ -19,3 +19,24 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.write_text(dump_json(data))
     os.replace(tmp, path)
+
+
+def parse_object(raw: bytes | str | None) -> dict[str, Any] | None:
+    """The JSON object in ``raw``; None for nothing, not JSON, nested past the parser's
+    depth (RecursionError) or not an object. For files others wrote (records)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_object(path: Path) -> dict[str, Any] | None:
+    """``parse_object`` of the file at ``path``; None also when it cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    return parse_object(raw)

@@ -15,7 +15,6 @@ are listed, with ``--yes`` brought down as above.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -26,21 +25,13 @@ from typing import Any
 from composer.backend import LOCK_KEY, Backend, backend_block, resources_in
 from composer.engine import make_engine
 from composer.errors import ComposerError, RunNotFound, UsageError
-from composer.jsonfile import write_json
+from composer.jsonfile import parse_object, read_object, write_json
 from composer.paths import composer_home
 from composer.record import RunsRepo
 from composer.result import now_iso
 
 GONE = ("destroyed", "not-needed")
 VAR_FILE = "runtime.tfvars.json"
-
-
-def _json(raw: bytes | None) -> dict[str, Any]:
-    try:
-        data = json.loads(raw or b"null")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 TRUST_ENV = "COMPOSER_TRUSTED_ENDPOINTS"
@@ -52,7 +43,8 @@ def recorded_backend(repo: RunsRepo, run_id: str) -> Backend | None:
     state. A record is anyone's text once a runs repository is shared: ``lock.json`` must
     say the same, and an endpoint the record names gets this machine's credentials only
     when it is listed in ``COMPOSER_TRUSTED_ENDPOINTS``."""
-    written = Backend.from_record(_json(repo.read_file(run_id, "lock.json")).get(LOCK_KEY))
+    written = Backend.from_record(
+        (parse_object(repo.read_file(run_id, "lock.json")) or {}).get(LOCK_KEY))
     text = repo.read_file(run_id, "job.toml")
     if text is None:
         if written is None:
@@ -101,8 +93,7 @@ def down_from_record(repo: RunsRepo, run_id: str) -> dict[str, Any]:
     repo.validate()
     with _scratch() as tmp:
         record = repo.export(run_id, Path(tmp) / "record")
-        result = _json((record / "result.json").read_bytes()
-                       if (record / "result.json").is_file() else None)
+        result = read_object(record / "result.json") or {}
         work = Path(tmp) / run_id  # the sweep finds a run's leftovers by its id
         teardown = _destroy(record, work, backend, str(result.get("engine") or "embedded"))
     teardown = {**teardown, "by": "composer down", "at": now_iso(), "state": backend.url}
@@ -126,7 +117,7 @@ def _destroy(record: Path, work: Path, backend: Backend, engine_name: str) -> di
     spec = parse_spec((record / "job.toml").read_text(encoding="utf-8"),
                       record / "job.toml", check_paths=False)
     target = get_target(spec.cluster.target)
-    pins = (_json((record / "lock.json").read_bytes()).get("target") or {}).get("resolved")
+    pins = ((read_object(record / "lock.json") or {}).get("target") or {}).get("resolved")
     tf = work / "tf"
     _render_as_recorded(spec, record / "infra", tf)
     # Placeholder addresses: a destroy reads what exists from the state, not from these.

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from composer.jsonfile import read_object
 from composer.records import manifest as manifests
 from composer.records import plots
 from composer.records.mdtext import code, plain, table, word
@@ -52,10 +53,10 @@ class RecordData:
     @classmethod
     def load(cls, root: Path) -> RecordData:
         root = Path(root)
-        data = cls(result=_json(root / "result.json") or {},
-                   facts=_json(root / "facts.json") or {},
+        data = cls(result=read_object(root / "result.json") or {},
+                   facts=read_object(root / "facts.json") or {},
                    manifest=manifests.load(root),
-                   reproduction=_json(root / "reproduction.json"),
+                   reproduction=read_object(root / "reproduction.json"),
                    job=_toml(root / "job.toml"))
         for name in metric_files(data.job):
             data.metrics[name] = _metrics_file(root / "outputs", name)
@@ -69,14 +70,6 @@ class RecordData:
                                         "reproduction.json", "infra")
                       if (root / name).exists()}
         return data
-
-
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _toml(path: Path) -> dict[str, Any]:

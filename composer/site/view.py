@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from composer.jsonfile import read_object
 from composer.records.manifest import load as load_manifest
 from composer.records.read import RunSummary
 
@@ -90,14 +91,6 @@ def _read_text(path: Path) -> str:
             return handle.read(TEXT_LIMIT).decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def _read_object(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_bytes()) if path.is_file() else None
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def read_log(path: Path, root: Path) -> TextFile:
@@ -188,7 +181,7 @@ def _images(root: Path, files: list[Path]) -> tuple[str, ...]:
 
 
 def _nodes(root: Path) -> tuple[dict[str, Any], ...]:
-    nodes = _read_object(root / "facts.json").get("nodes")
+    nodes = (read_object(root / "facts.json") or {}).get("nodes")
     if not isinstance(nodes, list):
         return ()
     return tuple(node for node in nodes if isinstance(node, dict))
@@ -206,11 +199,11 @@ def load_run(root: Path, summary: RunSummary) -> RunView:
         if isinstance(manifest, list) else ()
     return RunView(
         summary=summary,
-        result=_read_object(root / "result.json"),
-        lock=_read_object(root / "lock.json"),
+        result=read_object(root / "result.json") or {},
+        lock=read_object(root / "lock.json") or {},
         job_toml=job_toml,
         nodes=_nodes(root),
-        environment=_read_object(root / "environment.json"),
+        environment=read_object(root / "environment.json") or {},
         outputs=outputs,
         metrics=metrics,
         metric_problems=problems,
