@@ -60,6 +60,11 @@ class GcRequest:
     include_others: bool = False
     project: str | None = None
 
+    @property
+    def live(self) -> set[str]:
+        """The runs whose composer process is alive on this machine."""
+        return {run for run, (alive, _kept) in self.runs_here.items() if alive}
+
 
 @dataclass(frozen=True)
 class Allocation:

@@ -80,6 +80,21 @@ def reason(expired: bool, expires_at: Any, run_id: str, live_run_ids: set[str]) 
     return "; ".join(reasons)
 
 
+def swept(done: list[dict[str, Any]], left_alone: str, run_id: str, where: str,
+          hint: str) -> list[str]:
+    """The teardown sweep's answer from ``remove``'s results: what was removed; a
+    ``ComposerError`` naming what could not be (``left_alone``: a result that is no
+    failure, the resource having gone or changed since it was listed)."""
+    from composer.errors import ComposerError
+
+    failed = [f"{i['kind']} {i['id']}: {i['error']}" for i in done
+              if not i["removed"] and i["error"] != left_alone]
+    if failed:
+        raise ComposerError(f"resources of run {run_id} still in {where}: " + "; ".join(failed),
+                            hint=hint)
+    return [f"{item['kind']} {item['id']}" for item in done if item["removed"]]
+
+
 def act(items: list[dict[str, Any]], ask: GcRequest,
         remove: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
     """Give each listed item gc's ``action``; with ``ask.remove``, remove those to go

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import replace
@@ -20,10 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from composer.jsonfile import read_object
 from composer.targets.aws import render
 from composer.targets.aws.spec import AWS
 from composer.targets.base import Allocation, GcRequest, Target
-from composer.targets.cloud import act, open_to_all, run_keys
+from composer.targets.cloud import act, open_to_all, run_keys, swept
 
 if TYPE_CHECKING:
     from composer.cost import Price
@@ -99,7 +99,6 @@ class AwsTarget(Target):
 
     def sweep(self, work_dir: Path) -> list[str]:
         """Remove what is still tagged with the run's id in its region."""
-        from composer.errors import ComposerError
         from composer.targets.aws import gc
         from composer.targets.aws.session import make_session
 
@@ -110,15 +109,8 @@ class AwsTarget(Target):
         left = gc.leftovers_of(session, region, work_dir.name)
         if not left:
             return []
-        done = gc.remove(session, left)
-        failed = [f"{i['kind']} {i['id']}: {i['error']}" for i in done
-                  if not i["removed"] and i["error"] != gc.LEFT_ALONE]
-        if failed:
-            raise ComposerError(f"resources of run {work_dir.name} still in {region}: "
-                                + "; ".join(failed),
-                                hint=f"composer gc --target aws --region {region} --yes")
-        return [f"{item['kind']} {item['id']}" for item in done if item["removed"]]
-
+        return swept(gc.remove(session, left), gc.LEFT_ALONE, work_dir.name, region,
+                     f"composer gc --target aws --region {region} --yes")
 
     def garbage(self, ask: GcRequest) -> tuple[list[dict[str, Any]], list[str]]:
         from composer.errors import PreflightError, UsageError
@@ -139,17 +131,12 @@ class AwsTarget(Target):
             raise PreflightError(exc.message.replace("aws.region", "--region"),
                                  hint=exc.hint) from None
         warnings: list[str] = []
-        live = {run for run, (alive, _kept) in ask.runs_here.items() if alive}
-        items = gc.scan(session, region, live, datetime.now(UTC), warnings)
+        items = gc.scan(session, region, ask.live, datetime.now(UTC), warnings)
         act(items, ask, lambda doomed: gc.remove(session, doomed))
         return items, warnings
 
 
 def _region_of(work_dir: Path) -> str | None:
-    try:
-        data = json.loads((work_dir / "tf" / "terraform.tfvars.json").read_text())
-    except (OSError, ValueError):
-        return None
-    region = data.get("region")
+    region = (read_object(work_dir / "tf" / "terraform.tfvars.json") or {}).get("region")
     return region if isinstance(region, str) else None
 

@@ -14,7 +14,6 @@ and the module.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import replace
@@ -22,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from composer.jsonfile import read_object
 from composer.targets.base import Allocation, GcRequest, Target
-from composer.targets.cloud import act, open_to_all, run_keys
+from composer.targets.cloud import act, open_to_all, run_keys, swept
 from composer.targets.gcp.spec import GCP
 
 if TYPE_CHECKING:
@@ -120,7 +120,6 @@ class GcpTarget(Target):
 
     def sweep(self, work_dir: Path) -> list[str]:
         """Remove what still carries the run's id in its project."""
-        from composer.errors import ComposerError
         from composer.targets.gcp import gc
         from composer.targets.gcp.session import make_clients
 
@@ -132,14 +131,8 @@ class GcpTarget(Target):
         left = gc.leftovers_of(clients, project, region, work_dir.name)
         if not left:
             return []
-        done = gc.remove(clients, left)
-        failed = [f"{i['kind']} {i['id']}: {i['error']}" for i in done
-                  if not i["removed"] and i["error"] != gc.LEFT_ALONE]
-        if failed:
-            raise ComposerError(f"resources of run {work_dir.name} still in project "
-                                f"{project}: " + "; ".join(failed),
-                                hint=f"composer gc --target gcp --project {project} --yes")
-        return [f"{item['kind']} {item['id']}" for item in done if item["removed"]]
+        return swept(gc.remove(clients, left), gc.LEFT_ALONE, work_dir.name,
+                     f"project {project}", f"composer gc --target gcp --project {project} --yes")
 
     def garbage(self, ask: GcRequest) -> tuple[list[dict[str, Any]], list[str]]:
         from composer.errors import UsageError
@@ -152,18 +145,14 @@ class GcpTarget(Target):
                              hint="add --project PROJECT, or set GOOGLE_CLOUD_PROJECT")
         clients = make_clients(project)
         warnings: list[str] = []
-        live = {run for run, (alive, _kept) in ask.runs_here.items() if alive}
-        items = gc.scan(clients, project, live, datetime.now(UTC), warnings)
+        items = gc.scan(clients, project, ask.live, datetime.now(UTC), warnings)
         act(items, ask, lambda doomed: gc.remove(clients, doomed))
         return items, warnings
 
 
 def _where(work_dir: Path) -> tuple[str, str] | None:
     """(project, region) of a run's rendered tree."""
-    try:
-        data = json.loads((work_dir / "tf" / "terraform.tfvars.json").read_text())
-    except (OSError, ValueError):
-        return None
+    data = read_object(work_dir / "tf" / "terraform.tfvars.json") or {}
     project, region = data.get("project"), data.get("region")
     if isinstance(project, str) and isinstance(region, str):
         return project, region
