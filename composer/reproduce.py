@@ -181,16 +181,7 @@ def recorded_spec(recorded: Recorded, job: Path) -> Spec:
     target = recorded.lock.get("target") or {}
     known = TARGETS.get(str(target.get("name")))
     pinned = known().recorded_environment(target.get("resolved") or {}) if known else {}
-    saved = {name: os.environ.get(name) for name in pinned}
-    os.environ.update(pinned)
-    try:
-        return parse_spec(recorded.text, job)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return parse_spec(recorded.text, job, environ={**os.environ, **pinned})
 
 
 def check_drift(recorded: Recorded, job: Path, engine: Engine,

@@ -3,6 +3,7 @@ dotted path when it is wrong, and go on, so that every problem is found at once.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,15 @@ LARGEST_FILE_SIZE = 10**12
 class Checker:
     """Collects every problem found in a parsed TOML document."""
 
-    def __init__(self, base_dir: Path, check_paths: bool = True) -> None:
+    def __init__(self, base_dir: Path, check_paths: bool = True,
+                 environ: Mapping[str, str] | None = None) -> None:
         self.base_dir = base_dir
         self.problems: list[Problem] = []
         #: False for a recorded spec read elsewhere: its code and inputs need not exist.
         self.check_paths = check_paths
+        #: Where a default a spec may leave to the environment comes from (gcp.project
+        #: from GOOGLE_CLOUD_PROJECT): this process's, or what a recorded run used.
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
 
     def add(self, path: str, message: str) -> None:
         """Record a problem; returns None so a check can ``return self.add(...)``."""

@@ -79,12 +79,14 @@ def load_spec(path: Path | str) -> Spec:
     return parse_spec(text, source)
 
 
-def parse_spec(text: str, source: Path | str, check_paths: bool = True) -> Spec:
+def parse_spec(text: str, source: Path | str, check_paths: bool = True,
+               environ: Mapping[str, str] | None = None) -> Spec:
     """Validate spec ``text``; relative paths in it start at ``source``'s folder.
-    ``check_paths=False``: a recorded spec read where its code and inputs are not."""
+    ``check_paths=False``: a recorded spec read where its code and inputs are not.
+    ``environ``: the environment defaults come from (default: this process's)."""
     source = _absolute(Path(source))
     data = _parse_toml(text, source)
-    check = Checker(source.parent, check_paths)
+    check = Checker(source.parent, check_paths, environ)
     spec = _spec(check, data, source, text)
     if check.problems or spec is None:
         raise SpecError(str(source), check.problems)

@@ -9,7 +9,6 @@ checked in (and the expanded spec, which the record keeps, says which).
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -162,7 +161,7 @@ def check_gcp(c: Checker, table: Table, cluster: ClusterSpec | None) -> GcpSpec 
 
 def _project(c: Checker, value: Any, path: str) -> str | None:
     if value is MISSING:
-        found = os.environ.get(PROJECT_ENV, "")
+        found = c.environ.get(PROJECT_ENV, "")
         if not found.strip():
             return c.add(path, f'required: write project = "my-project" in [gcp], or set '
                                f"{PROJECT_ENV} in the environment")
