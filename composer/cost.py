@@ -74,7 +74,6 @@ class Cost:
     #: Clusters the run may make, each for up to ``hours``: 1 + ``[run] retries.max``.
     attempts: int = 1
     applied_at: float | None = None
-    destroyed_at: float | None = None
     held_s: float = 0.0  # node-time of the attempts already destroyed, per node
     ever_applied: bool = False
     _clock: Any = field(default=time.time, repr=False)
@@ -133,7 +132,6 @@ class Cost:
         if self.applied_at is not None:
             self.held_s += max(0.0, now - self.applied_at)
             self.applied_at = None
-        self.destroyed_at = now
 
     def settle(self, teardown: str | None) -> dict[str, Any]:
         """``result.json`` ``cost``: the estimate, and the spend so far (``teardown``: the
