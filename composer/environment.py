@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,11 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from composer import containers
-from composer.launch import env_prefix
 from composer.records.guard import terminal_text
 
 if TYPE_CHECKING:
-    from composer.remote import Session
     from composer.spec import Spec
 
 ENV_FILE = "environment.json"
@@ -271,26 +268,16 @@ def parse(text: str) -> Environment:
             if isinstance(data, dict) and "error" not in data:
                 return Environment.from_dict(data)
             if isinstance(data, dict):
-                return _failed(str(data["error"]), "\n".join(lines[:index]))
+                return failed(str(data["error"]), "\n".join(lines[:index]))
             break
-    return _failed("the probe printed no result", text)
+    return failed("the probe printed no result", text)
 
 
-def _failed(why: str, output: str) -> Environment:
+def failed(why: str, output: str) -> Environment:
     """An environment that could not be asked (it names no node: nodes that failed
     alike share one entry in the record)."""
     tail = output.strip()[-500:]
     return Environment({}, {}, error=why + (f": {tail}" if tail else ""))
-
-
-def gather(session: Session, env: Mapping[str, str]) -> Environment:
-    """The environment of one node, asked with the workload's environment."""
-    command = f"{env_prefix(env)} {shlex.join(probe_argv())}"
-    try:
-        text = session.check(command, timeout=PROBE_TIMEOUT)
-    except TimeoutError:
-        return _failed(f"no answer in {PROBE_TIMEOUT}s", "")
-    return parse(text)
 
 
 def probe_local(env: Mapping[str, str]) -> Environment:
@@ -324,17 +311,10 @@ def _probe_subprocess(argv: list[str], env: Mapping[str, str]) -> Environment:
         done = subprocess.run(argv, env=dict(env), capture_output=True, text=True,
                               timeout=PROBE_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return _failed(f"the probe could not run ({exc})", "")
+        return failed(f"the probe could not run ({exc})", "")
     if done.returncode != 0:  # the engine itself failed
-        return _failed(f"exit {done.returncode}", done.stderr + done.stdout)
+        return failed(f"exit {done.returncode}", done.stderr + done.stdout)
     return parse(done.stdout + done.stderr)
-
-
-def record_nodes(sessions: Sequence[Session], env: Mapping[str, str]) -> EnvironmentRecord:
-    from composer.remote import fan_out
-
-    found = fan_out(lambda s: (s.node.name, gather(s, env)), sessions)
-    return EnvironmentRecord("nodes", dict(found))
 
 
 def record_image(node_names: Sequence[str], image: Mapping[str, Any], env: Mapping[str, str],

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from composer.remote import Session
 
+#: Seconds the facts script may take on one node.
+TIMEOUT = 60
+
 SCRIPT = r"""
 echo "hostname=$(hostname)"
 echo "cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
@@ -48,7 +51,7 @@ def parse_facts(text: str) -> dict[str, Any]:
 def gather(session: Session, env_path: str | None = None) -> dict[str, Any]:
     # PATH is the caller's: data for the node's shell, one quoted word like every argument.
     prefix = f"PATH={shlex.quote(env_path)} " if env_path else ""
-    facts = parse_facts(session.check(f"{prefix}sh -c {shlex.quote(SCRIPT)}", timeout=60))
+    facts = parse_facts(session.check(f"{prefix}sh -c {shlex.quote(SCRIPT)}", timeout=TIMEOUT))
     facts.update(rank=session.node.rank, name=session.node.name, address=session.node.address)
     return facts
 

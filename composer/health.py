@@ -6,7 +6,9 @@ After ``facts`` and before anything is staged, three checks, each timed:
   facts found them (``nvidia-smi``); no extra round trip.
 - ``mesh``: every node opens a TCP connection to every other node's SSH port, at the
   address the nodes reach each other on; one command per node, all nodes at once,
-  each probing its peers in parallel.
+  each probing its peers in parallel. Where every node is this one machine
+  (``Target.nodes_share_host``: one network stack, every pair over the same
+  loopback), the head probes every other node, and ``scope`` says so.
 - ``mpi`` (``launcher = "mpi"``): one allreduce across every rank, started by the
   run's own mpirun command line (its ssh agent, hostfile and MCA options) on the
   hosts, outside any container, with the nodes' Python and mpi4py.
@@ -140,13 +142,14 @@ class Report:
 
 def check(sessions: Sequence[Session], facts: Sequence[dict[str, Any]], gpus_per_node: int,
           env_path: str | None, mpi: MpiCheck | None,
-          write: Callable[[dict[str, Any]], None], say: Callable[[str], None]) -> Report:
+          write: Callable[[dict[str, Any]], None], say: Callable[[str], None],
+          shared_host: bool = False) -> Report:
     """Run the checks; ``write`` gets the report, also when a check fails (then
     HealthError follows, and ``say`` gets what to do about it)."""
     t0 = time.monotonic()
     report = Report()
     report.checks["gpus"] = gpu_check(facts, gpus_per_node)
-    report.checks["mesh"] = mesh_check(sessions, env_path)
+    report.checks["mesh"] = mesh_check(sessions, env_path, shared_host)
     if mpi is not None:
         report.checks["mpi"] = {"status": "not-run", "why": "the GPUs or the mesh failed"} \
             if report.failed else mpi_check(mpi)
@@ -226,8 +229,15 @@ def mesh_timeout(nodes: int) -> float:
     return -(-(nodes - 1) // PROBE_THREADS) * CONNECT_TIMEOUT_S + 30
 
 
-def mesh_check(sessions: Sequence[Session], env_path: str | None) -> dict[str, Any]:
-    """Every node to every other node's SSH port, all nodes at once."""
+SCOPE_ALL = "every node to every other node"
+SCOPE_HEAD = ("the head to every other node: the nodes are one machine, every pair "
+              "goes over the same loopback")
+
+
+def mesh_check(sessions: Sequence[Session], env_path: str | None,
+               shared_host: bool = False) -> dict[str, Any]:
+    """Every node to every other node's SSH port, all nodes at once (the head to every
+    other node, when ``shared_host``)."""
     nodes = [s.node for s in sessions]
     by_name = {n.name: n for n in nodes}
     t0 = time.monotonic()
@@ -242,7 +252,7 @@ def mesh_check(sessions: Sequence[Session], env_path: str | None) -> dict[str, A
         except (SSHError, TimeoutError, ValueError, OSError) as exc:
             return session.node.name, str(exc)
 
-    results = fan_out(one, sessions)
+    results = fan_out(one, sessions[:1] if shared_host else sessions)
     pairs: dict[str, dict[str, float | None]] = {}
     failed: list[dict[str, Any]] = []
     errors: list[str] = []
@@ -269,6 +279,7 @@ def mesh_check(sessions: Sequence[Session], env_path: str | None) -> dict[str, A
         "status": "failed" if errors else "passed",
         "seconds": round(time.monotonic() - t0, 3),
         "port_timeout_s": CONNECT_TIMEOUT_S,
+        "scope": SCOPE_HEAD if shared_host else SCOPE_ALL,
         "pairs_checked": sum(len(p) for p in pairs.values()),
         "pairs": pairs,
     }
@@ -364,7 +375,10 @@ def _last_line(output: bytes, rank: int | None = None) -> str:
 def summary(report: Report) -> str:
     """One line for the log: what was checked, how fast."""
     mesh, gpus = report.checks["mesh"], report.checks["gpus"]
-    parts = [f"mesh: {mesh['pairs_checked']} pairs reached in {mesh['seconds']:.2f}s"]
+    count = mesh["pairs_checked"]
+    where = " from the head (one machine)" if mesh.get("scope") == SCOPE_HEAD else ""
+    parts = [f"mesh: {count} pair{'' if count == 1 else 's'} reached{where} "
+             f"in {mesh['seconds']:.2f}s"]
     if gpus["requested"]:
         parts.append(f"GPUs: {gpus['requested']} per node present")
     mpi = report.checks.get("mpi")

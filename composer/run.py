@@ -19,6 +19,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,8 +27,7 @@ from typing import IO, Any
 
 from composer import attempts as tries
 from composer import backend as remote_state
-from composer import containers, cost, environment, health, launch, recovery
-from composer import facts as node_facts
+from composer import containers, cost, environment, health, launch, nodeprobe, recovery
 from composer.capacity import capacity_error
 from composer.collect import collect_outputs, collect_timeout
 from composer.engine import check_provider_mirror, make_engine, outputs_of
@@ -392,10 +392,7 @@ class Run:
                 fan_out(lambda s: s.check(ready, timeout=self.target.ssh_timeout),
                         self.sessions)
         with self.stage("facts"):
-            path = self.target.session_env().get("PATH")
-            facts = fan_out(lambda s: node_facts.gather(s, path), self.sessions)
-            write_json(self.staged / "facts.json", {"nodes": facts})
-            self._environment()
+            facts = self._probe_nodes()
         if spec.run.health:
             with self.stage("health"):
                 self._health(facts)
@@ -410,24 +407,49 @@ class Run:
                 text = self.secrets.shell_file()
                 fan_out(lambda s: put_text(s, f"{s.node.work_dir}/{SECRETS_FILE}", text, 0o600),
                         self.sessions)
-            if spec.run.launcher == "mpi" and not spec.run.health:
-                self._stage_mpi()  # else staged by _health, for its allreduce
             self._stage_checkpoint()
         with self.stage("run"):
             self.job = self._launch_watching()
         with self.stage("collect"):
             self._collect()
 
-    def _environment(self) -> None:
-        """The workload's Python environment, per node (in the image once for a container
-        run): recorded, pinned in lock.json, nodes that differ flagged; a reproduction
-        that could not ask before the run (cloud nodes) checks it here."""
+    def _probe_nodes(self) -> list[dict[str, Any]]:
+        """What each node is (``facts.json``) and the workload's Python environment per
+        node (in the image once for a container run), asked in one command per node
+        (composer/nodeprobe.py); with the mpi launcher, its ssh set-up goes to the head
+        meanwhile. Returns the facts."""
+        env_path = self.target.session_env().get("PATH")
         env = environment.workload_env(self.target.session_env(), self.spec)
-        if self.image is not None and self.container_options is not None:
+        in_image = self.image is not None and self.container_options is not None
+        staging = None
+        if self.spec.run.launcher == "mpi":
+            staging = ThreadPoolExecutor(max_workers=1)
+            staged = staging.submit(self._stage_mpi)
+        try:
+            probes = nodeprobe.probe_nodes(self.sessions, env_path, None if in_image else env,
+                                           self.target.nodes_share_host)
+        finally:
+            if staging is not None:
+                staging.shutdown(wait=True)
+        if staging is not None:
+            staged.result()
+        facts = [p.facts for p in probes]
+        write_json(self.staged / "facts.json", {"nodes": facts})
+        if in_image:
+            assert self.image is not None and self.container_options is not None
             found = environment.record_image([n.name for n in self.nodes], self.image, env,
                                              self.container_options)
         else:
-            found = environment.record_nodes(self.sessions, env)
+            found = environment.EnvironmentRecord(
+                "nodes", {p.facts["name"]: p.environment for p in probes
+                          if p.environment is not None})
+        self._environment(found)
+        return facts
+
+    def _environment(self, found: environment.EnvironmentRecord) -> None:
+        """The workload's Python environment: recorded, pinned in lock.json, nodes that
+        differ flagged; a reproduction that could not ask before the run (cloud nodes)
+        checks it here."""
         write_json(self.staged / environment.ENV_FILE, found.to_dict())
         self._pin(ENVIRONMENT_KEY, found.lock_pin())
         for line in found.warnings():
@@ -440,7 +462,6 @@ class Run:
         With mpi, the launcher's ssh set-up is staged here for the allreduce."""
         mpi = None
         if self.spec.run.launcher == "mpi":
-            self._stage_mpi()
 
             def mpirun(command: list[str]) -> tuple[list[str], dict[str, str]]:
                 env = {**self.target.session_env(), "PYTHONUNBUFFERED": "1"}
@@ -452,7 +473,7 @@ class Run:
             health.check(self.sessions, facts, self.spec.cluster.gpus_per_node,
                          self.target.session_env().get("PATH"), mpi,
                          lambda data: write_json(self.staged / health.HEALTH_FILE, data),
-                         self.log.say)
+                         self.log.say, shared_host=self.target.nodes_share_host)
         except health.HealthError as exc:
             self.result.failed_node = exc.node
             raise

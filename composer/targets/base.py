@@ -89,6 +89,11 @@ class Target(ABC):
     #: Nodes pull the container image from its registry (they are not this machine):
     #: the image must be a registry's, pinned by its registry digest.
     pulls_images: ClassVar[bool] = False
+    #: Every node is this one machine (one kernel, one filesystem, one network stack):
+    #: what a node is (facts, its Python environment) is asked of the head node once and
+    #: recorded for each node, and the SSH mesh is probed from the head to every node,
+    #: since every pair would go over the same loopback.
+    nodes_share_host: ClassVar[bool] = False
     #: The target's own spec section (``[aws]``: its fields and check), None without one.
     #: The spec checker reads it from the class: no target is instantiated to check a spec.
     section: ClassVar[Section | None] = None

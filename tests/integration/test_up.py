@@ -70,15 +70,20 @@ def test_hello_mpi_end_to_end(composer: Composer) -> None:
     health = json.loads(read_record(composer, run_id, "health.json"))
     assert health["status"] == "passed", health
     pairs = health["mesh"]["pairs"]
-    assert set(pairs) == {"node-0", "node-1"} and health["mesh"]["pairs_checked"] == 2
-    assert pairs["node-0"]["node-1"] > 0 and pairs["node-1"]["node-0"] > 0
+    # one machine's nodes: the head probes every other node (composer/health.py)
+    assert set(pairs) == {"node-0"} and health["mesh"]["pairs_checked"] == 1
+    assert pairs["node-0"]["node-1"] > 0
+    facts = json.loads(read_record(composer, run_id, "facts.json"))["nodes"]
+    assert [f["name"] for f in facts] == ["node-0", "node-1"]
+    assert "probed_on" not in facts[0] and facts[1]["probed_on"] == "node-0"
+    assert facts[1]["address"] != facts[0]["address"] and facts[1]["cpus"] == facts[0]["cpus"]
     assert health["gpus"] == {"status": "passed", "requested": 0,
                               "nodes": {"node-0": health["gpus"]["nodes"]["node-0"],
                                         "node-1": health["gpus"]["nodes"]["node-1"]}}
     mpi = health["mpi"]
     assert mpi["status"] == "passed" and mpi["ranks"] == 4 and mpi["sum"] == 10, mpi
     assert mpi["allreduce_us"] > 0 and mpi["seconds"] > 0
-    assert "[health] mesh: 2 pairs reached" in done.stderr
+    assert "[health] mesh: 1 pair reached from the head (one machine)" in done.stderr
     lock = json.loads(read_record(composer, run_id, "lock.json"))
     assert lock["modules"]["local-cluster"]["sha256"]
     assert lock["terraform"]["engine"] == "embedded" and lock["terraform"]["version"]

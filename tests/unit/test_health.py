@@ -71,6 +71,30 @@ def test_mesh_names_the_pair_that_fails_and_times_the_rest(listening: int) -> No
     assert entry["pairs"]["node-0"]["node-1"] is None
 
 
+class Counting(LocalShell):
+    """A LocalShell that counts the commands it was asked to run."""
+
+    asked: int = 0
+
+    def check(self, command: str, timeout: float) -> str:
+        self.asked += 1
+        return super().check(command, timeout)
+
+
+def test_a_shared_host_mesh_is_probed_from_the_head_only(listening: int) -> None:
+    nodes = [node(0, listening), node(1, closed_port()), node(2, listening)]
+    shells = [Counting(n) for n in nodes]
+    entry = health.mesh_check(shells, None, shared_host=True)  # type: ignore[arg-type]
+    assert [s.asked for s in shells] == [1, 0, 0]
+    assert entry["scope"] == health.SCOPE_HEAD and entry["pairs_checked"] == 2
+    assert set(entry["pairs"]) == {"node-0"} and entry["pairs"]["node-0"]["node-2"] > 0
+    # a peer the head cannot reach still fails the gate, naming it
+    assert entry["status"] == "failed" and entry["node"] == "node-1"
+    assert [(f["from"], f["to"]) for f in entry["failed"]] == [("node-0", "node-1")]
+    full = health.mesh_check([LocalShell(n) for n in nodes], None)  # type: ignore[misc]
+    assert full["scope"] == health.SCOPE_ALL and full["pairs_checked"] == 6
+
+
 def test_mesh_probes_the_peer_address_not_the_login_address(listening: int) -> None:
     # The login address (192.0.2.1, TEST-NET) is never tried: a probe of it would time out.
     nodes = [node(0, listening), node(1, listening)]

@@ -203,6 +203,7 @@ class LocalTarget(Target):
     name = "local"
     modules = ("local-cluster",)
     max_nodes = 256
+    nodes_share_host = True
 
     @cached_property
     def port(self) -> int:
