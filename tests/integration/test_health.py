@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from composer import health as health_mod
-
 from tests.faults.util import (
     assert_gone,
     final_json,
