@@ -13,7 +13,8 @@ the answer is one JSON line, ``{"rc": N}``, once Terraform has closed both. The
 worker's environment is the one it was started with (Go reads the environment once,
 when the library loads), so the parent only sends it commands whose environment is
 that one. End of file on the socket (the parent closed it, or died) ends the worker;
-in the middle of a command it first interrupts Terraform, as one SIGINT would.
+in the middle of a command it first interrupts Terraform, as one SIGINT would, or lets
+a destroy finish.
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ def serve(fd: int) -> int:
         if request is None:
             return 0
         argv, cwd, fds = request
-        watch = _ParentWatch(sock)
+        # A destroy goes on to its end as a process of its own would; anything else
+        # stops (Terraform saves its state) rather than go on unattended.
+        watch = _ParentWatch(sock, interrupt=not _destroys(argv))
         try:
             if interrupted:
                 rc = _refuse(fds, "composer: interrupted before Terraform started\n")
@@ -149,6 +152,10 @@ def _next_request(sock: socket.socket) -> tuple[list[str], str, list[int]] | Non
     return argv, cwd, fds
 
 
+def _destroys(argv: list[str]) -> bool:
+    return argv[:1] == ["destroy"] or (argv[:1] == ["apply"] and "-destroy" in argv)
+
+
 def _refuse(fds: list[int], text: str) -> int:
     os.write(fds[1], text.encode())
     for fd in fds:
@@ -179,11 +186,13 @@ def _identity(fd: int) -> tuple[int, int] | None:
 
 
 class _ParentWatch:
-    """While a command runs: end of file on the socket means the parent is gone, and
-    Terraform is interrupted (SIGINT to this process: Terraform stops gracefully)."""
+    """While a command runs: end of file on the socket means the parent is gone; with
+    ``interrupt``, Terraform is then interrupted (SIGINT to this process: Terraform
+    stops gracefully), else the command goes on to its end."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, interrupt: bool) -> None:
         self.sock = sock
+        self.interrupt = interrupt
         self.gone = False
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -207,7 +216,8 @@ class _ParentWatch:
                 poller.unregister(self.sock.fileno())
                 continue
             self.gone = True
-            os.kill(os.getpid(), signal.SIGINT)
+            if self.interrupt:
+                os.kill(os.getpid(), signal.SIGINT)
             return
 
     def stop(self) -> bool:

@@ -25,16 +25,26 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-# Two resources whose creation takes ``var.seconds``; no provider to download.
+# Two resources whose creation takes ``var.seconds`` and whose destruction takes
+# ``var.destroy_seconds`` as it was when they were made; no provider to download.
 CONFIG = """
 variable "seconds" {
   type    = number
   default = 0
 }
+variable "destroy_seconds" {
+  type    = number
+  default = 0
+}
 resource "terraform_data" "node" {
   count = 2
+  input = var.destroy_seconds
   provisioner "local-exec" {
     command = "echo $$ >> sleepers.pid; exec sleep ${var.seconds}"
+  }
+  provisioner "local-exec" {
+    when    = destroy
+    command = "echo $$ >> sleepers.pid; exec sleep ${self.output}"
   }
 }
 output "nodes" {
@@ -64,8 +74,9 @@ def engine() -> Iterator[Engine]:
     engine.close()
 
 
-def slow(work: Path, seconds: int) -> list[str]:
-    (work / "slow.tfvars.json").write_text(json.dumps({"seconds": seconds}))
+def slow(work: Path, seconds: int, destroy_seconds: int = 0) -> list[str]:
+    (work / "slow.tfvars.json").write_text(
+        json.dumps({"seconds": seconds, "destroy_seconds": destroy_seconds}))
     return ["slow.tfvars.json"]
 
 
@@ -178,17 +189,26 @@ engine.start()
 work = Path(sys.argv[1])
 log = open(sys.argv[2], "w")
 engine.init(work, log)
+if sys.argv[3] == "destroy":
+    engine.run(apply_args(["slow.tfvars.json"], 10), work, log)
 print(engine._worker.pid, flush=True)
 if sys.argv[3] == "apply":
     engine.run(apply_args(["slow.tfvars.json"], 10), work, log, check=False)
+elif sys.argv[3] == "destroy":
+    engine.run(apply_args(["slow.tfvars.json"], 10, destroy=True), work, log, check=False)
 else:
     threading.Event().wait()
 """
 
 
-@pytest.mark.parametrize("busy", ["idle", "apply"])
+@pytest.mark.parametrize("busy", ["idle", "apply", "destroy"])
 def test_the_worker_ends_when_its_parent_dies(tf: Path, busy: str) -> None:
-    slow(tf, 60)
+    """An apply is interrupted (it would otherwise go on unattended), a destroy goes on
+    to its end as it would in a process of its own; then the worker exits."""
+    if busy == "destroy":
+        slow(tf, 0, destroy_seconds=2)
+    else:
+        slow(tf, 60)
     log = tf / "parent.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tf), str(log), busy],
@@ -196,9 +216,10 @@ def test_the_worker_ends_when_its_parent_dies(tf: Path, busy: str) -> None:
     try:
         assert parent.stdout is not None
         pid = int(parent.stdout.readline())
-        if busy == "apply":
+        if busy != "idle":
+            seen = "Creating..." if busy == "apply" else "Destroying..."
             deadline = time.monotonic() + 30
-            while "Creating..." not in log.read_text():
+            while seen not in log.read_text():
                 assert time.monotonic() < deadline and parent.poll() is None, log.read_text()
                 time.sleep(0.05)
         parent.kill()
@@ -213,6 +234,8 @@ def test_the_worker_ends_when_its_parent_dies(tf: Path, busy: str) -> None:
         engine = make_engine("embedded")
         engine.run(init_args(), tf)
         engine.run(apply_args([], 10, destroy=True), tf)
+        assert resources(tf) == 0
+    if busy == "destroy":  # finished after its parent was gone
         assert resources(tf) == 0
 
 
