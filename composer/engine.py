@@ -4,6 +4,12 @@
 composer.tfworker``); ``terraform`` and ``tofu`` run that binary from PATH. All of
 them are plain child processes in a session of their own, so a terminal's Ctrl-C
 reaches composer only, and composer forwards exactly one SIGINT.
+
+``Engine.start`` gives the embedded engine one worker process that serves the run's
+commands one after another (composer.tfworker), loading the library once. A command
+that was interrupted or failed, or a worker that died or answered anything but an
+exit code, retires the worker: every later command (destroy above all) runs in a
+fresh process of its own, as without ``start``.
 """
 
 from __future__ import annotations
@@ -16,23 +22,40 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from composer.errors import PreflightError, TerraformError
 from composer.interrupts import INTERRUPTS
 from composer.jsonfile import write_json
 from composer.paths import composer_home
+from composer.tfworker import Worker, WorkerError
 
+T = TypeVar("T")
 ENGINES = ("embedded", "terraform", "tofu")
 REGISTRY_HINT = ("Terraform could not get a provider from its registry: on a machine that "
                  "cannot reach registry.terraform.io, set COMPOSER_PROVIDER_MIRROR to a "
                  "directory that `terraform providers mirror DIR` filled elsewhere")
 GRACE_SECONDS = 120.0
 COMMON = ("-input=false", "-no-color")
+#: Resources outside the per-node ones that an apply may create side by side (security
+#: group and its rules, firewalls, placement group, launch template).
+SHARED_RESOURCES = 16
+#: The most operations one apply runs at once (see ``parallelism``).
+MAX_PARALLELISM = 1024
+
+
+def parallelism(nodes: int) -> int:
+    """Terraform's ``-parallelism`` for a cluster of ``nodes``: every node's instance and
+    the shared resources at once, so that hundreds of instances are created side by side
+    rather than ten at a time (Terraform's default). Each operation in flight is one
+    goroutine polling its cloud API; 1024 keeps that bounded, and is about the burst
+    that EC2's RunInstances token bucket allows (1000); beyond it the provider's retries
+    on throttling would only add requests."""
+    return max(10, min(MAX_PARALLELISM, nodes + SHARED_RESOURCES))
 
 
 def init_args(backend: Sequence[str] = ()) -> list[str]:
@@ -152,6 +175,43 @@ class Engine:
         self.name = name
         self.prefix = list(prefix)
         self.artifact = artifact
+        self._worker: Worker | None = None
+        self._worker_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the embedded engine's worker now, so that loading the library overlaps
+        what the run does before its first command. Other engines: nothing to do."""
+        if self.name != "embedded" or self._worker is not None:
+            return
+        mirror = os.environ.get("COMPOSER_PROVIDER_MIRROR")
+        if mirror and not os.path.isdir(mirror):
+            return  # preflight refuses the run (check_provider_mirror); no config for it
+        try:
+            self._worker = Worker(self.prefix, self.env())
+        except OSError:
+            self._worker = None  # each command then starts a process of its own
+
+    def close(self) -> None:
+        """Stop the worker, if there is one (idle: it exits at once)."""
+        self._retire()
+
+    def _retire(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
+
+    def _serving(self, env: dict[str, str]) -> Worker | None:
+        """The worker for a command with environment ``env``, held until ``_done``; None
+        when there is none, it is busy, it is gone, or it was started with another
+        environment (the library reads it once)."""
+        worker = self._worker
+        if worker is None or not self._worker_lock.acquire(blocking=False):
+            return None
+        if worker.env != env or worker.proc.poll() is not None:
+            self._retire()
+            self._worker_lock.release()
+            return None
+        return worker
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
@@ -187,23 +247,72 @@ class Engine:
     def run(
         self, args: Sequence[str], cwd: Path, log: IO[str] | None = None, check: bool = True
     ) -> TerraformResult:
-        argv = [*self.prefix, *args]
         if log:
             log.write(f"$ terraform {' '.join(args)}\n")
             log.flush()
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=self.env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        )
-        with INTERRUPTS.child(proc):
-            stdout, stderr = _communicate(proc, log)
-        result = TerraformResult(
-            proc.returncode, stdout, stderr, tuple(diagnostics_of(stdout, stderr))
-        )
+        env = self.env()
+        worker = self._serving(env)
+        result = None
+        if worker is not None:
+            try:
+                result = self._served(worker, args, cwd, log)
+            finally:
+                self._worker_lock.release()
+        if result is None:
+            result = self._spawned(args, cwd, env, log)
         INTERRUPTS.check()
         if check and result.returncode != 0:
             raise TerraformError(args[0], result.returncode, list(result.diagnostics))
         return result
+
+    def _spawned(self, args: Sequence[str], cwd: Path, env: dict[str, str],
+                 log: IO[str] | None) -> TerraformResult:
+        """One command in a process of its own."""
+        proc = subprocess.Popen(
+            [*self.prefix, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        with INTERRUPTS.child(proc), proc.stdout, proc.stderr:
+            stdout, stderr, returncode = _communicate(proc, proc.stdout, proc.stderr, log,
+                                                      proc.wait)
+        return TerraformResult(
+            returncode, stdout, stderr, tuple(diagnostics_of(stdout, stderr))
+        )
+
+    def _served(self, worker: Worker, args: Sequence[str], cwd: Path,
+                log: IO[str] | None) -> TerraformResult | None:
+        """One command in the worker; None when it could not even be handed over (the
+        worker is then retired, and the caller runs the command in a process of its own)."""
+        try:
+            out_r, err_r = worker.begin(args, cwd)
+        except OSError:
+            self._retire()
+            return None
+
+        def answer() -> tuple[int, str | None]:
+            try:
+                return worker.answer(GRACE_SECONDS + 10), None
+            except WorkerError as exc:
+                return worker.proc.poll() or -1, str(exc)
+
+        keep = False
+        try:
+            with INTERRUPTS.child(worker.proc), \
+                    open(out_r, "rb") as out, open(err_r, "rb") as err:
+                stdout, stderr, (returncode, failure) = _communicate(
+                    worker.proc, out, err, log, answer)
+            keep = failure is None and returncode == 0 and INTERRUPTS.signum is None
+        finally:
+            if not keep:
+                self._retire()
+        diagnostics = diagnostics_of(stdout, stderr)
+        if failure is not None:
+            diagnostics.append(f"{failure} (later commands run in processes of their own)")
+            if log:
+                log.write(f"composer: {failure}\n")
+                log.flush()
+        return TerraformResult(returncode, stdout, stderr, tuple(diagnostics))
 
     def init(self, cwd: Path, log: IO[str] | None = None,
              backend: Sequence[str] = ()) -> TerraformResult:
@@ -231,41 +340,46 @@ class Engine:
         return {name: value["value"] for name, value in raw.items()}
 
 
-def _communicate(proc: subprocess.Popen[bytes], log: IO[str] | None) -> tuple[str, str]:
-    """Read both streams to the end, copying them to ``log``; kill a child that
-    outlives its grace period after an interrupt."""
+def _communicate(proc: subprocess.Popen[bytes], out: IO[bytes], err: IO[bytes],
+                 log: IO[str] | None, finish: Callable[[], T]) -> tuple[str, str, T]:
+    """Read both streams to the end, copying them to ``log``, then ``finish`` (wait for
+    the exit code); kill ``proc`` (the command's process, or the worker serving it)
+    when it outlives its grace period after an interrupt."""
     err_chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader = threading.Thread(target=lambda: err_chunks.append(err.read()), daemon=True)
     reader.start()
-    watchdog = threading.Thread(target=_watchdog, args=(proc,), daemon=True)
+    done = threading.Event()
+    watchdog = threading.Thread(target=_watchdog, args=(proc, done), daemon=True)
     watchdog.start()
     out_lines: list[str] = []
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace")
-        out_lines.append(line)
-        if log:
-            log.write(line)
-            log.flush()
-    proc.wait()
-    reader.join()
+    try:
+        for raw in out:
+            line = raw.decode("utf-8", "replace")
+            out_lines.append(line)
+            if log:
+                log.write(line)
+                log.flush()
+        finished = finish()
+        reader.join()
+    finally:
+        done.set()
     stderr = b"".join(err_chunks).decode("utf-8", "replace")
     if log:
         if stderr:
             log.write(stderr)
         log.flush()
-    return "".join(out_lines), stderr
+    return "".join(out_lines), stderr, finished
 
 
-def _watchdog(proc: subprocess.Popen[bytes]) -> None:
+def _watchdog(proc: subprocess.Popen[bytes], done: threading.Event) -> None:
     since: float | None = None
-    while proc.poll() is None:
+    while proc.poll() is None and not done.is_set():
         if INTERRUPTS.signum is not None:
             since = since or time.monotonic()
             if time.monotonic() - since > GRACE_SECONDS:
                 proc.kill()
                 return
-        time.sleep(0.2)
+        done.wait(0.2)
 
 
 def make_engine(name: str) -> Engine:

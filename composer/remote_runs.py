@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.backend import LOCK_KEY, Backend, backend_block, resources_in
-from composer.engine import make_engine
+from composer.engine import make_engine, parallelism
 from composer.errors import ComposerError, RunNotFound, UsageError
 from composer.jsonfile import parse_object, read_object, write_json
 from composer.paths import composer_home
@@ -135,8 +135,7 @@ def _destroy(record: Path, work: Path, backend: Backend, engine_name: str) -> di
             return {"status": "failed", "error": f"{backend.url}: {exc.message}",
                     "hint": "check the bucket and this machine's credentials, then run "
                             "composer down again"}
-        parallelism = max(10, min(256, spec.cluster.nodes))
-        return destroy(engine, target, work, parallelism, log, [])
+        return destroy(engine, target, work, parallelism(spec.cluster.nodes), log, [])
 
 
 def _render_as_recorded(spec: Any, recorded: Path, tf: Path) -> None:

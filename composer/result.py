@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from composer import __version__
+from composer.engine import parallelism
 from composer.errors import ComposerError, ExitCode
 from composer.jsonfile import write_json
 from composer.progress import Plain
@@ -259,6 +260,6 @@ def new_state(run_id: str, spec: Spec, opts: RunOptions) -> RunState:
     return RunState(
         run_id=run_id, job=spec.job.name, engine=opts.engine, runs_repo=str(opts.runs_repo),
         pid=os.getpid(), started_at=now_iso(), keep=opts.keep,
-        parallelism=max(10, min(256, spec.cluster.nodes)),
+        parallelism=parallelism(spec.cluster.nodes),
         max_log_size=spec.record.max_log_size, target=spec.cluster.target,
     )

@@ -148,12 +148,14 @@ class Run:
         # (Interrupted: exit 130/143, --json still answers); once the work dir exists,
         # a signal is noted and the first stage raises it, so the run is recorded.
         INTERRUPTS.install()
+        self.engine.start()  # its library loads while preflight runs
         try:
             with INTERRUPTS.hard():
                 self._check_first()
             with INTERRUPTS.shield(say="interrupted; stopping at the first stage"):
                 self._open()
         except BaseException:
+            self.engine.close()
             INTERRUPTS.restore()
             raise
         return self._run()
@@ -235,6 +237,7 @@ class Run:
                     self.log.say(f"[destroy] failed: {describe(exc)}")
             return self._finish(started, signum)
         finally:
+            self.engine.close()
             INTERRUPTS.restore()
             self.tf_log.close()
             self.log.close()
