@@ -462,10 +462,9 @@ class Run:
 
     def _health(self, facts: list[dict[str, Any]]) -> None:
         """The cluster as asked for, before anything is staged (composer/health.py).
-        With mpi, the launcher's ssh set-up is staged here for the allreduce."""
+        With mpi, the allreduce uses the launcher's ssh set-up, staged during facts."""
         mpi = None
         if self.spec.run.launcher == "mpi":
-
             def mpirun(command: list[str]) -> tuple[list[str], dict[str, str]]:
                 env = {**self.target.session_env(), "PYTHONUNBUFFERED": "1"}
                 return self._mpirun(env, command, prelude=False), env
