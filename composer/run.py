@@ -16,10 +16,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -91,6 +92,22 @@ def pause_point(work: Path, stage: str) -> None:
 VAR_FILES = ("runtime.tfvars.json",)
 
 
+def in_background(fn: Callable[[], Any]) -> Future[Any]:
+    """``fn`` in a daemon thread; its result (or exception) in the future. A thread
+    still waiting on a node when the run ends never holds the process up: the teardown
+    closes the sessions it waits on."""
+    future: Future[Any] = Future()
+
+    def body() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            future.set_exception(exc)
+
+    threading.Thread(target=body, name="composer-early", daemon=True).start()
+    return future
+
+
 @dataclass(frozen=True)
 class RunOptions:
     runs_repo: Path
@@ -140,6 +157,8 @@ class Run:
         self.job: launch.JobResult | None = None
         self.image: dict[str, Any] | None = None
         self.container_options: containers.RuntimeOptions | None = None
+        #: The mpi launcher's set-up and the health gate's allreduce, started during facts.
+        self._mpi_early: Future[dict[str, Any] | None] | None = None
 
     # -- the run -------------------------------------------------------------
 
@@ -419,23 +438,19 @@ class Run:
     def _probe_nodes(self) -> list[dict[str, Any]]:
         """What each node is (``facts.json``) and the workload's Python environment per
         node (in the image once for a container run), asked in one command per node
-        (composer/nodeprobe.py); with the mpi launcher, its ssh set-up goes to the head
-        meanwhile. Returns the facts."""
+        (composer/nodeprobe.py). With the mpi launcher, its ssh set-up goes to the head
+        meanwhile, and the health gate's allreduce starts as soon as it is there; the
+        health stage waits for its result. Returns the facts."""
         env_path = self.target.session_env().get("PATH")
         env = environment.workload_env(self.target.session_env(), self.spec)
         in_image = self.image is not None and self.container_options is not None
-        staging = None
+        self._mpi_early = None
         if self.spec.run.launcher == "mpi":
-            staging = ThreadPoolExecutor(max_workers=1)
-            staged = staging.submit(self._stage_mpi)
-        try:
-            probes = nodeprobe.probe_nodes(self.sessions, env_path, None if in_image else env,
-                                           self.target.nodes_share_host)
-        finally:
-            if staging is not None:
-                staging.shutdown(wait=True)
-        if staging is not None:
-            staged.result()
+            self._mpi_early = in_background(self._stage_mpi_and_allreduce)
+        probes = nodeprobe.probe_nodes(self.sessions, env_path, None if in_image else env,
+                                       self.target.nodes_share_host)
+        if self._mpi_early is not None and not self.spec.run.health:
+            self._mpi_early.result()  # staged before the workload
         facts = [p.facts for p in probes]
         write_json(self.staged / "facts.json", {"nodes": facts})
         if in_image:
@@ -460,17 +475,26 @@ class Run:
         if self.replay is not None and self.replay.after_facts is not None:
             self.replay.after_facts(found, self.result)
 
+    def _stage_mpi_and_allreduce(self) -> dict[str, Any] | None:
+        """The launcher's ssh set-up on the head, then (with the health gate) the
+        allreduce across every rank: its health.json entry."""
+        self._stage_mpi()
+        if not self.spec.run.health:
+            return None
+
+        def mpirun(command: list[str]) -> tuple[list[str], dict[str, str]]:
+            env = {**self.target.session_env(), "PYTHONUNBUFFERED": "1"}
+            return self._mpirun(env, command, prelude=False), env
+
+        return health.mpi_check(health.MpiCheck(
+            self.sessions[0], mpirun, self.spec.cluster.slots_per_node,
+            tuple(n.name for n in self.nodes)))
+
     def _health(self, facts: list[dict[str, Any]]) -> None:
         """The cluster as asked for, before anything is staged (composer/health.py).
-        With mpi, the allreduce uses the launcher's ssh set-up, staged during facts."""
-        mpi = None
-        if self.spec.run.launcher == "mpi":
-            def mpirun(command: list[str]) -> tuple[list[str], dict[str, str]]:
-                env = {**self.target.session_env(), "PYTHONUNBUFFERED": "1"}
-                return self._mpirun(env, command, prelude=False), env
-
-            mpi = health.MpiCheck(self.sessions[0], mpirun, self.spec.cluster.slots_per_node,
-                                  tuple(n.name for n in self.nodes))
+        With mpi, the allreduce started during facts (``_stage_mpi_and_allreduce``)."""
+        early = self._mpi_early
+        mpi = None if early is None else lambda: early.result()
         try:
             health.check(self.sessions, facts, self.spec.cluster.gpus_per_node,
                          self.target.session_env().get("PATH"), mpi,

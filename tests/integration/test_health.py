@@ -60,6 +60,27 @@ def test_gpus_asked_of_a_machine_without_them_fail_at_health(composer: Composer,
     assert_gone(composer, run_id)
 
 
+@needs_no_gpu
+def test_an_mpi_run_short_of_gpus_fails_at_health_without_waiting_for_its_allreduce(
+        composer: Composer, tmp_path: Path) -> None:
+    # With mpi, the allreduce starts while the nodes are asked what they are; the GPU
+    # check fails the gate, the allreduce's verdict is not waited for, nothing is left.
+    job = write_job(tmp_path / "job", simple_job(
+        "gpu-ask-mpi", 2, ["python", "-c", "print('the workload ran')"],
+        cluster={"gpus_per_node": 1}, run={"launcher": "mpi"}))
+    done = composer.run("up", str(job), "--json")
+    assert done.returncode == 4, done.stderr
+    out = final_json(done.stdout)
+    assert out["stage"] == "health" and out["failed_node"] == "node-0", out
+    run_id = out["run_id"]
+    health = record_json(composer, run_id, "health.json")
+    assert health["gpus"]["status"] == "failed"
+    assert health["mpi"]["status"] == "not-judged", health["mpi"]
+    result = record_json(composer, run_id, "result.json")
+    assert result["teardown"]["status"] == "destroyed" and "run" not in result["stages"]
+    assert_gone(composer, run_id)
+
+
 def test_a_peer_whose_sshd_stopped_fails_naming_the_pair(composer: Composer,
                                                          tmp_path: Path) -> None:
     job = write_job(tmp_path / "job", simple_job("peer-down", 2, "echo the workload ran"))

@@ -228,3 +228,31 @@ def test_check_writes_the_report_before_it_fails() -> None:
     assert report["status"] == "failed" and report["schema_version"] == 1
     assert report["mpi"] == {"status": "not-run", "why": "the GPUs or the mesh failed"}
     assert said and "nvidia-smi" in said[0]
+
+
+def test_an_allreduce_started_early_is_not_waited_for_when_the_gpus_fail() -> None:
+    written: list[dict[str, Any]] = []
+
+    def still_running() -> dict[str, Any]:
+        raise AssertionError("the gate waited for an allreduce it had no use for")
+
+    with pytest.raises(health.HealthError) as failed:
+        health.check([LocalShell(node(0, 1))], facts(0), 1, None,  # type: ignore[list-item]
+                     still_running, written.append, lambda _: None)
+    assert failed.value.node == "node-0"
+    assert written[0]["mpi"]["status"] == "not-judged"
+
+
+def test_an_allreduce_started_early_is_judged_once_the_rest_passed() -> None:
+    good = b'[1,0]<stdout>: composer-mpi {"ranks": 4, "sum": 10, "allreduce_us": 12.5}\n'
+    head = ReplayHead([good], [0])
+    early = health.mpi_check(mpi(head))  # as run.py's background thread computes it
+    written: list[dict[str, Any]] = []
+    report = health.check([LocalShell(node(0, 1))], facts(0), 0, None,  # type: ignore[list-item]
+                          lambda: early, written.append, lambda _: None)
+    assert report.checks["mpi"]["status"] == "passed" and written[0]["status"] == "passed"
+    bad = health.mpi_check(mpi(ReplayHead([b"mpirun: cannot open hostfile\n"], [213])))
+    with pytest.raises(health.HealthError) as failed:
+        health.check([LocalShell(node(0, 1))], facts(0), 0, None,  # type: ignore[list-item]
+                     lambda: bad, written.append, lambda _: None)
+    assert failed.value.node == "node-0" and written[-1]["mpi"]["status"] == "failed"
