@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from bench import micro
+from bench import micro, startup
 from bench.overhead import HELLO, ComposerJobs, ComposerRun, baseline, write_job
 from bench.report import Metric, median, results_table, spread, table
 
 T = TypeVar("T")
 
-SECTIONS = ("overhead", "render", "hashing", "collect")
+SECTIONS = ("overhead", "render", "hashing", "collect", "startup")
 STAGES = ("render", "init", "apply", "wait_for_ssh", "facts", "health", "stage", "run", "collect",
           "destroy", "record")
 #: composer/bare wall time, by cluster size (other sizes are reported without a target).
@@ -89,7 +89,7 @@ class Bench:
     def run(self, sections: Sequence[str]) -> None:
         steps: dict[str, Callable[[], None]] = {
             "overhead": self.overhead, "render": self.render, "hashing": self.hashing,
-            "collect": self.collect,
+            "collect": self.collect, "startup": self.startup,
         }
         for name in sections:
             t0 = time.monotonic()
@@ -233,7 +233,14 @@ class Bench:
             "scp_MBps": [size / MB / s for _, s in pairs],
         }
 
+    def startup(self) -> None:
+        self.details["startup"] = startup.measure(startup.SAMPLES_PER_REP * self.plan.reps,
+                                                  self.say)
+
     def _metrics(self, sections: Sequence[str]) -> None:
+        if "startup" in sections:
+            self.metrics += startup.metrics(self.details.get("startup", {}),
+                                            self.errors.get("startup"))
         if "overhead" in sections:
             self.metrics += self._overhead_metrics()
         if "render" in sections:
@@ -307,6 +314,8 @@ class Bench:
             lines.append(f"collect {c['bytes'] // MB} MiB: composer.collect "
                          f"{median(c['collect_MBps']):.0f} MiB/s, scp "
                          f"{median(c['scp_MBps']):.0f} MiB/s")
+        if self.details.get("startup"):
+            lines.append(startup.line(self.details["startup"]))
         execs = self.details.get("ssh_exec_s")
         if execs:
             lines.append(f"one command over an open SSH session (`true`, the node's login shell "

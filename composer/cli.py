@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from composer import __version__
+from composer.cliparams import install as quick_params
 from composer.errors import ComposerError, ExitCode, UsageError
-from composer.targets.base import GcRequest
 from composer.terminal import guard_std_streams
 
 if TYPE_CHECKING:
     from composer.record import RunsRepo
+    from composer.targets.base import GcRequest
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -486,6 +487,7 @@ def gc(
 ) -> None:
     """List runs whose process is gone but whose nodes remain; --yes removes them."""
     from composer.gc import collect_garbage, runs_here
+    from composer.targets.base import GcRequest
 
     if state:
         _gc_state(yes, runs_repo, target or region or project or include_kept
@@ -690,6 +692,7 @@ def _root(
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     guard_std_streams()
+    quick_params()
     try:
         app()
     except SystemExit as exc:

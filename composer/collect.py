@@ -34,19 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import paramiko
-from paramiko.sftp import (
-    CMD_CLOSE,
-    CMD_HANDLE,
-    CMD_NAME,
-    CMD_OPENDIR,
-    CMD_READDIR,
-    CMD_READLINK,
-)
-
 from composer import sshopts
 from composer.errors import ComposerError, SSHError
 from composer.launch import human_duration
+from composer.lazyimport import lazy
 from composer.records import guard
 from composer.records import manifest as manifests
 from composer.remote import Session, fan_out, known_hosts
@@ -56,6 +47,9 @@ from composer.spec import output_matches as matches
 if TYPE_CHECKING:
     from composer.secrets import Secrets
     from composer.spec import OutputsSpec
+
+paramiko = lazy("paramiko")
+sftp_protocol = lazy("paramiko.sftp")
 
 CHUNK = 1 << 20
 STREAM_THRESHOLD = 16 << 20
@@ -166,18 +160,18 @@ def _listdir(sftp: paramiko.SFTPClient, path: bytes) -> list[tuple[bytes, parami
     paramiko decodes names as UTF-8 strictly, so one undecodable name loses the
     whole listing; this reads the same READDIR replies without decoding.
     """
-    kind, msg = sftp._request(CMD_OPENDIR, path)  # noqa: SLF001 - see docstring
-    if kind != CMD_HANDLE:
+    kind, msg = sftp._request(sftp_protocol.CMD_OPENDIR, path)  # noqa: SLF001 - see docstring
+    if kind != sftp_protocol.CMD_HANDLE:
         raise SSHError("sftp", f"opendir {path!r}: expected a handle")
     handle = msg.get_binary()
     found: list[tuple[bytes, paramiko.SFTPAttributes]] = []
     try:
         while True:
             try:
-                kind, msg = sftp._request(CMD_READDIR, handle)  # noqa: SLF001
+                kind, msg = sftp._request(sftp_protocol.CMD_READDIR, handle)  # noqa: SLF001
             except EOFError:
                 break
-            if kind != CMD_NAME:
+            if kind != sftp_protocol.CMD_NAME:
                 raise SSHError("sftp", f"readdir {path!r}: expected names")
             for _ in range(msg.get_int()):
                 name = msg.get_string()
@@ -186,17 +180,17 @@ def _listdir(sftp: paramiko.SFTPClient, path: bytes) -> list[tuple[bytes, parami
                 if name not in (b".", b".."):
                     found.append((name, attr))
     finally:
-        sftp._request(CMD_CLOSE, handle)  # noqa: SLF001
+        sftp._request(sftp_protocol.CMD_CLOSE, handle)  # noqa: SLF001
     return found
 
 
 def _readlink(sftp: paramiko.SFTPClient, path: bytes) -> bytes | None:
     """A symlink's target as bytes (paramiko's ``readlink`` decodes it strictly)."""
     try:
-        kind, msg = sftp._request(CMD_READLINK, path)  # noqa: SLF001 - see docstring
+        kind, msg = sftp._request(sftp_protocol.CMD_READLINK, path)  # noqa: SLF001 - see docstring
     except OSError:
         return None
-    if kind != CMD_NAME or msg.get_int() != 1:
+    if kind != sftp_protocol.CMD_NAME or msg.get_int() != 1:
         return None
     target: bytes = msg.get_string()
     return target

@@ -139,7 +139,7 @@ def git_pin(path: Path, shipped: CodeTree | None = None) -> dict[str, Any] | Non
     shipped = shipped or CodeTree(path)
     scope = ["--", ".", *shipped.pathspecs()]
     top = _git(path, "rev-parse", "--show-toplevel")
-    commit = _git(path, "rev-parse", "HEAD")
+    commit = _git(path, "rev-parse", "HEAD") if top else None
     if not top or not commit:
         return None
     rel = path.resolve().relative_to(Path(top.strip()).resolve()).as_posix()

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, TypeVar
 
-import paramiko
-
 from composer.errors import SSHError
+from composer.lazyimport import lazy
+
+paramiko = lazy("paramiko")
 
 T = TypeVar("T")
 R = TypeVar("R")

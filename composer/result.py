@@ -235,7 +235,6 @@ def commit_record(repo: RunsRepo, result: Result, staged: Path,
             say(item.line())
     redact_logs(staged, secrets)
     add_readme(staged, say)
-    repo.ensure()
     message = f"{result.job}: {result.status} ({result.run_id})"
     repo.commit_run(result.run_id, staged, message)
     return str(repo.run_dir(result.run_id))

@@ -43,6 +43,7 @@ from composer.errors import (
 from composer.hashing import tree_sha256
 from composer.interrupts import INTERRUPTS
 from composer.jsonfile import write_json
+from composer.lazyimport import warm
 from composer.lock import ENVIRONMENT_KEY, pin_container, resolve
 from composer.paths import composer_home, make_work_dir, work_dir
 from composer.procs import node_processes
@@ -387,6 +388,7 @@ class Run:
         with self.stage("render"):
             self._render()
         with self.stage("init"):
+            warm("paramiko")  # for wait_for_ssh, while Terraform works
             if self.backend is not None:
                 self._pin(remote_state.LOCK_KEY, self.backend.to_record())
                 self.log.say(f"state: {self.backend.url}")

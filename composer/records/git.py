@@ -115,9 +115,17 @@ def git_bytes(repo: Path, *args: str, timeout: float = 120.0) -> bytes:
 
 
 def identity(repo: Path) -> tuple[str, ...]:
-    """``-c`` options giving a fixed identity where the user has none configured."""
-    if git(repo, "config", "user.email", check=False).strip():
-        if git(repo, "config", "user.name", check=False).strip():
+    """``-c`` options giving a fixed identity where the user has none configured: the
+    name where only the email is set, both where the email is not (an empty value
+    counts as none). One ``git config`` reads both settings."""
+    listed = git(repo, "config", "-z", "--get-regexp", r"^user\.(name|email)$", check=False)
+    found: dict[str, str] = {}
+    for entry in listed.split("\0"):
+        key, _, value = entry.partition("\n")
+        if key:
+            found[key] = value  # the last value wins, as with ``git config KEY``
+    if found.get("user.email", "").strip():
+        if found.get("user.name", "").strip():
             return ()
         return ("-c", f"user.name={FALLBACK_NAME}")
     return ("-c", f"user.name={FALLBACK_NAME}", "-c", f"user.email={FALLBACK_EMAIL}")

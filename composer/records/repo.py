@@ -27,7 +27,7 @@ from typing import Any
 
 from composer.errors import RecordError, RunNotFound
 from composer.jsonfile import dump_json
-from composer.records import guard
+from composer.records import guard, refs
 from composer.records.git import git, git_bytes, identity, os_errors, read_blobs
 from composer.records.names import (
     TAG_PREFIX,
@@ -192,9 +192,13 @@ class RunsRepo:
         if not self._is_repo():
             self._create()
         with self.lock():
-            self._remove_leftovers()
-            if not self._has_commits():
-                self._initial_commit()
+            self._ready()
+
+    def _ready(self) -> None:
+        """Under the lock: no half-placed run directories, and a first commit."""
+        self._remove_leftovers()
+        if not self._has_commits():
+            self._initial_commit()
 
     # -- writing -------------------------------------------------------------
 
@@ -208,9 +212,10 @@ class RunsRepo:
             raise RecordError(f"empty commit message for run {run_id}")
         if not _record_files(staged):
             raise RecordError(f"the staged record {staged} of run {run_id} is empty")
-        self.ensure()
+        if not self._is_repo():
+            self._create()
         with self.lock():
-            self._remove_leftovers()
+            self._ready()
             self._check_new(run_id)
             self._place(run_id, staged)
             sha = self._commit(run_id, message)
@@ -371,6 +376,9 @@ class RunsRepo:
                 raise
 
     def _has_commits(self) -> bool:
+        known = refs.head_commit(self._git_dir())
+        if known != refs.UNKNOWN:
+            return known is not None
         out = git(self.path, "rev-parse", "-q", "--verify", "HEAD^{commit}", check=False)
         return bool(out.strip())
 
@@ -399,7 +407,10 @@ class RunsRepo:
                 hint="run ids are unique; record the run under a new id",
             )
         tag = f"refs/tags/{TAG_PREFIX}{run_id}"
-        if git(self.path, "rev-parse", "-q", "--verify", tag, check=False).strip():
+        known = refs.ref_value(self._git_dir(), tag)
+        if known == refs.UNKNOWN:
+            known = git(self.path, "rev-parse", "-q", "--verify", tag, check=False).strip() or None
+        if known is not None:
             raise RecordError(
                 f"run {run_id} is already tagged in {self.path}",
                 hint="run ids are unique; record the run under a new id",
@@ -431,7 +442,10 @@ class RunsRepo:
             git(self.path, "reset", "-q", "--", run_id, check=False)
             shutil.rmtree(self.path / run_id, ignore_errors=True)
             raise
-        return git(self.path, "rev-parse", "HEAD").strip()
+        sha = refs.head_commit(self._git_dir())
+        if sha is None or sha == refs.UNKNOWN:
+            sha = git(self.path, "rev-parse", "HEAD").strip()
+        return sha
 
     def _run_tags(self) -> dict[str, str]:
         """Run id -> commit sha for every ``run/*`` tag (empty if no repository yet:

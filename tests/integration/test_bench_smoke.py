@@ -19,7 +19,8 @@ from tests.conftest import ROOT, sshd_processes
 pytestmark = pytest.mark.integration
 
 METRICS = ("overhead_n1", "overhead_n2", "fixed_cost", "per_node_cost", "scaling_composer",
-           "scaling_baseline", "render", "hashing", "collect")
+           "scaling_baseline", "render", "hashing", "collect", "startup_help",
+           "startup_validate", "startup_help_ratio", "startup_validate_ratio")
 
 
 def test_bench_smoke_reports_every_metric(tmp_path: Path) -> None:
