@@ -74,8 +74,11 @@ class ComposerJobs:
         self.root = root
         self.home = root / "home"
         self.runs = root / "runs"
+        # Bytecode writing on, as a user's installed composer has it (an environment that
+        # turns it off would compile composer's sources again at every start).
+        environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         self.env = {
-            **os.environ, "COMPOSER_HOME": str(self.home),
+            **environ, "COMPOSER_HOME": str(self.home),
             "COMPOSER_RUNS_REPO": str(self.runs), "COMPOSER_LOCAL_PORT": str(port),
         }
 
