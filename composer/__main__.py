@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
-from composer.cli import main
+from composer.cli import leave, main
 
-main()
+try:
+    main()
+except SystemExit as exc:
+    leave(exc.code)

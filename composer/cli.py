@@ -706,5 +706,32 @@ def main() -> None:
         raise
 
 
+def leave(code: object) -> NoReturn:
+    """End the process as ``SystemExit(code)`` would, without the interpreter's
+    teardown: freeing every module and object of a finished run takes a tenth of a
+    second, after everything that matters is on disk. What is buffered is flushed and
+    the atexit hooks run first (temporary directories, logging); the exit status and
+    a message for a string code are what Python would give. Only the process's entry
+    points call it (composer_runs.main, ``python -m composer``); ``main`` raises
+    SystemExit for a caller in the same process."""
+    import atexit
+    import contextlib
+
+    if isinstance(code, int):
+        status = code
+    elif code is None:
+        status = 0
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    try:
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+    finally:
+        os._exit(status & 0xFF)
+
+
 if __name__ == "__main__":
     main()

@@ -62,4 +62,9 @@ def main() -> None:
         # Ours on top, parts of another 'composer' mixed in (both installed in one
         # site-packages): the package cannot load.
         raise SystemExit(clash(f"it does not load: {exc}")) from None
-    cli_main()
+    from composer.cli import leave
+
+    try:
+        cli_main()
+    except SystemExit as exc:
+        leave(exc.code)
