@@ -38,15 +38,40 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def name_version(dist) -> tuple:  # type: ignore[no-untyped-def]
+    """A distribution's ``Name`` and ``Version`` headers, read from the top of its
+    METADATA (PKG-INFO for an egg) up to the first blank line, which ends the headers:
+    the email parser ``dist.metadata`` uses reads every line of every description,
+    most of this probe's time on a machine with a few hundred distributions."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    if text is None:
+        return None, None
+    name = version = None
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, sep, value = line.partition(":")
+        if not sep or key[:1].isspace():
+            continue
+        key = key.strip().lower()
+        if key == "name" and name is None:
+            name = value.strip()
+        elif key == "version" and version is None:
+            version = value.strip()
+        if name is not None and version is not None:
+            break
+    return name, version
+
+
 def packages() -> dict:
     """Every installed distribution, as ``import`` finds it first on ``sys.path``."""
     from importlib import metadata
 
     found: dict = {}
     for dist in metadata.distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
+        name, version = name_version(dist)
         if name:
-            found.setdefault(normalize(name), dist.version)
+            found.setdefault(normalize(name), version)
     return dict(sorted(found.items()))
 
 

@@ -47,6 +47,41 @@ def test_packages_come_from_importlib_metadata() -> None:
     assert list(found) == sorted(found)
 
 
+def test_packages_read_as_the_email_parser_reads_them() -> None:
+    """The quick header read gives every installed distribution's name and version just
+    as ``dist.metadata`` (the email parser) does."""
+    slow: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name:
+            slow.setdefault(envprobe.normalize(name), dist.version)
+    assert len(slow) > 20 and envprobe.packages() == dict(sorted(slow.items()))
+
+
+class Metadata:
+    """A distribution whose METADATA is given."""
+
+    def __init__(self, text: str | None, pkg_info: str | None = None) -> None:
+        self.files = {"METADATA": text, "PKG-INFO": pkg_info}
+
+    def read_text(self, name: str) -> str | None:
+        return self.files.get(name)
+
+
+@pytest.mark.parametrize(("text", "pkg_info", "want"), [
+    ("Metadata-Version: 2.1\nName: Foo_Bar\nVersion: 1.0+local\n\nName: not-this\n",
+     None, ("Foo_Bar", "1.0+local")),
+    # headers end at the first blank line: a description's "Version:" is not one
+    ("Metadata-Version: 2.1\nName: foo\n\nVersion: 9\n", None, ("foo", None)),
+    ("Summary: a\n  folded: Name: no\nname:  spaced \nVERSION: 2\n", None, ("spaced", "2")),
+    (None, "Name: egg\nVersion: 0.1\n", ("egg", "0.1")),
+    (None, None, (None, None)),
+])
+def test_name_and_version_come_from_the_headers(text: str | None, pkg_info: str | None,
+                                                 want: tuple[str | None, str | None]) -> None:
+    assert envprobe.name_version(Metadata(text, pkg_info)) == want
+
+
 def test_numerics_variables_by_name_and_prefix() -> None:
     environ = {"OMP_NUM_THREADS": "4", "MKL_CBWR": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
                "PYTHONHASHSEED": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "HOME": "/root",
