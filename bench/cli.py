@@ -15,20 +15,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from bench import micro
+from bench import micro, smallfiles
 from bench.overhead import HELLO, ComposerJobs, ComposerRun, baseline, write_job
 from bench.report import Metric, median, results_table, spread, table
 
 T = TypeVar("T")
 
-SECTIONS = ("overhead", "render", "hashing", "collect")
+SECTIONS = ("overhead", "render", "hashing", "collect", "smallfiles")
 STAGES = ("render", "init", "apply", "wait_for_ssh", "facts", "health", "stage", "run", "collect",
           "destroy", "record")
 OVERHEAD_TARGET = 1.5
 SCALING_TARGET = 2.0
 RENDER_TARGET_S = 0.5
 HASHING_TARGET = 0.8
-COLLECT_TARGET = 0.5
+COLLECT_TARGET = 0.9
+SMALLFILES_TARGET = 2.0
 COMPOSER_PORT = 22122
 BARE_PORT = 22123
 MB = 1 << 20
@@ -42,6 +43,7 @@ class Plan:
     hash_bytes: int
     collect_bytes: int
     warmup: bool = True
+    small_files: int = 10_000
 
     @property
     def scale(self) -> tuple[int, int]:
@@ -53,7 +55,8 @@ class Plan:
 
 FULL = Plan(reps=3, nodes=(1, 4, 16, 64), render_nodes=1000, hash_bytes=1 << 30,
             collect_bytes=1 << 30)
-SMOKE = Plan(reps=1, nodes=(1, 2), render_nodes=50, hash_bytes=8 * MB, collect_bytes=8 * MB)
+SMOKE = Plan(reps=1, nodes=(1, 2), render_nodes=50, hash_bytes=8 * MB, collect_bytes=8 * MB,
+             small_files=200)
 
 
 @dataclass
@@ -85,7 +88,7 @@ class Bench:
     def run(self, sections: Sequence[str]) -> None:
         steps: dict[str, Callable[[], None]] = {
             "overhead": self.overhead, "render": self.render, "hashing": self.hashing,
-            "collect": self.collect,
+            "collect": self.collect, "smallfiles": self.smallfiles,
         }
         for name in sections:
             t0 = time.monotonic()
@@ -218,6 +221,13 @@ class Bench:
             "scp_MBps": [size / MB / s for _, s in pairs],
         }
 
+    def smallfiles(self) -> None:
+        files = self.plan.small_files
+        self.say(f"[smallfiles] {files} small files over SSH")
+        pairs = smallfiles.smallfiles_pairs(self.root, files, self.plan.reps, self.bare_port)
+        self.details["smallfiles"] = {"files": files, "collect_s": [c for c, _ in pairs],
+                                      "tar_s": [t for _, t in pairs]}
+
     def _metrics(self, sections: Sequence[str]) -> None:
         if "overhead" in sections:
             self.metrics += self._overhead_metrics()
@@ -241,6 +251,15 @@ class Bench:
                 "collect", "collect scp time/composer time", "x",
                 [s / t for t, s in zip(c.get("collect_s", []), c.get("scp_s", []), strict=True)],
                 COLLECT_TARGET, higher_is_better=True, error=self.errors.get("collect"),
+            ))
+
+        if "smallfiles" in sections:
+            f = self.details.get("smallfiles", {})
+            self.metrics.append(Metric(
+                "smallfiles", f"collect {self.plan.small_files} small files composer/ssh+tar",
+                "x", [c / t for c, t in zip(f.get("collect_s", []), f.get("tar_s", []),
+                                            strict=True)],
+                SMALLFILES_TARGET, error=self.errors.get("smallfiles"),
             ))
 
     # -- report ----------------------------------------------------------------
@@ -292,6 +311,10 @@ class Bench:
             lines.append(f"collect {c['bytes'] // MB} MiB: composer.collect "
                          f"{median(c['collect_MBps']):.0f} MiB/s, scp "
                          f"{median(c['scp_MBps']):.0f} MiB/s")
+        f = self.details.get("smallfiles")
+        if f:
+            lines.append(f"collect {f['files']} small files: composer.collect "
+                         f"{median(f['collect_s']):.2f} s, ssh | tar {median(f['tar_s']):.2f} s")
         execs = self.details.get("ssh_exec_s")
         if execs:
             lines.append(f"one command over an open SSH session (`true`, the node's login shell "

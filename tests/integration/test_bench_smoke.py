@@ -19,7 +19,7 @@ from tests.conftest import ROOT, sshd_processes
 pytestmark = pytest.mark.integration
 
 METRICS = ("overhead_n1", "overhead_n2", "scaling_composer", "scaling_baseline", "render",
-           "hashing", "collect")
+           "hashing", "collect", "smallfiles")
 
 
 def test_bench_smoke_reports_every_metric(tmp_path: Path) -> None:
