@@ -164,16 +164,19 @@ def test_a_node_without_tar_is_read_through_sftp(nodes: Nodes, tmp_path: Path,
 def test_a_tar_stream_cut_short_is_read_again_through_sftp(
         nodes: Nodes, tmp_path: Path, batches: list[collect_tar.Batch],
         monkeypatch: pytest.MonkeyPatch) -> None:
+    least = collect_tar.MIN_FILES
     for cut in (5000, 1024):  # inside a member; at a member's end, tar "succeeding"
         tar = _wrapper(tmp_path / f"cut-{cut}", f'tar "$@" | head -c {cut}')
         monkeypatch.setattr(collect_tar, "TAR", tar)
+        monkeypatch.setattr(collect_tar, "MIN_FILES", least)
+        ran = len(batches)
         got = _collect(nodes.sessions[:1], tmp_path / f"cut-{cut}-out")
+        assert len(batches) == ran + 1
         assert not batches[-1].complete and batches[-1].got, batches[-1]
-        monkeypatch.setattr(collect_tar, "MIN_FILES", 1 << 30)
+        _sftp_only(monkeypatch)
         assert got == _collect(nodes.sessions[:1], tmp_path / f"sftp-{cut}-out")
+        assert len(batches) == ran + 1
         assert _tree(tmp_path / f"cut-{cut}-out") == _tree(tmp_path / f"sftp-{cut}-out")
-        monkeypatch.undo()
-        monkeypatch.setattr(collect_tar, "fetch_batch", collect_tar.fetch_batch)
 
 
 def test_a_file_swapped_for_a_symlink_after_listing_is_withheld(
@@ -217,3 +220,21 @@ def test_a_stalled_tar_stream_stops_at_the_time_limit(
     for f in late:
         assert f.sha256 is None and not (tmp_path / "out" / f.path).exists()
     assert isinstance(files[0], OutputFile)
+
+
+def test_a_large_output_is_written_by_ssh_and_hashed_as_it_grows(nodes: Nodes,
+                                                                  tmp_path: Path) -> None:
+    data = os.urandom(17 << 20)  # over STREAM_THRESHOLD: OpenSSH's client copies it
+    big = nodes.outputs(1) / "large" / "big.bin"
+    big.parent.mkdir()
+    big.write_bytes(data)
+    over = collect(nodes.sessions[1:], ("large/*",), tmp_path / "over", False, 1 << 20)
+    files = collect(nodes.sessions[1:], ("large/*",), tmp_path / "out", False, 1 << 30)
+    sha = hashlib.sha256(data).hexdigest()
+    assert [f.to_dict() for f in files] == [{"path": "large/big.bin", "node": "node-1",
+                                             "size": len(data), "committed": True,
+                                             "sha256": sha}]
+    assert (tmp_path / "out" / "large" / "big.bin").read_bytes() == data
+    # over max_file_size: hashed through a pipe, never written
+    assert [(f.sha256, f.committed) for f in over] == [(sha, False)]
+    assert not (tmp_path / "over").exists()
