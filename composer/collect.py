@@ -28,10 +28,12 @@ import posixpath
 import shlex
 import shutil
 import stat
+import struct
 import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +80,8 @@ SLOW_RATE = float(1 << 20)
 HASH_LIMIT = 16 << 30
 """A file over ``max_file_size`` is read only to hash it; past this size it is listed
 unread (a sparse 1 TB file must not hold the cluster up for hours)."""
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
 WORKDIR_HINT = ("a workload writes its outputs to $COMPOSER_OUTPUT_DIR; its working "
                 "directory ($COMPOSER_WORK_DIR/code) is not collected")
 
@@ -169,32 +173,83 @@ class CollectTimeoutError(ComposerError):
     """Collect passed its time limit; what it read is in the record."""
 
 
-def _listdir(sftp: paramiko.SFTPClient, path: bytes) -> list[tuple[bytes, paramiko.SFTPAttributes]]:
-    """``sftp.listdir_attr`` that keeps names as bytes.
+_SIZE, _UIDGID, _PERMISSIONS, _AMTIME = 1, 2, 4, 8
+_EXTENDED = 1 << 31
+READ_AHEAD = 16
+"""READDIR requests kept in flight on one directory: its replies (~100 names each
+from OpenSSH's sftp-server) come back to back instead of one round trip each."""
+
+
+def _names(data: bytes, count: int) -> list[tuple[bytes, int, int]]:
+    """``(name, mode, size)`` of each entry of a READDIR reply's body (SFTP v3: name,
+    long name, attributes), read with ``struct``: paramiko's parser costs ~40 us an
+    entry, which thousands of outputs feel."""
+    found = []
+    pos = 0
+    for _ in range(count):
+        (n,) = _U32.unpack_from(data, pos)
+        name = data[pos + 4:pos + 4 + n]
+        pos += 4 + n
+        (n,) = _U32.unpack_from(data, pos)
+        pos += 4 + n  # the long name, unused
+        (flags,) = _U32.unpack_from(data, pos)
+        pos += 4
+        size = mode = 0
+        if flags & _SIZE:
+            (size,) = _U64.unpack_from(data, pos)
+            pos += 8
+        if flags & _UIDGID:
+            pos += 8
+        if flags & _PERMISSIONS:
+            (mode,) = _U32.unpack_from(data, pos)
+            pos += 4
+        if flags & _AMTIME:
+            pos += 8
+        if flags & _EXTENDED:
+            (pairs,) = _U32.unpack_from(data, pos)
+            pos += 4
+            for _ in range(2 * pairs):
+                (n,) = _U32.unpack_from(data, pos)
+                pos += 4 + n
+        if name not in (b".", b".."):
+            found.append((name, mode, size))
+    return found
+
+
+def _listdir(sftp: paramiko.SFTPClient, path: bytes) -> list[tuple[bytes, int, int]]:
+    """``(name, mode, size)`` of each entry of a directory, names kept as bytes, modes
+    as lstat gives them.
 
     paramiko decodes names as UTF-8 strictly, so one undecodable name loses the
-    whole listing; this reads the same READDIR replies without decoding.
+    whole listing; this reads the same READDIR replies without decoding, with
+    ``READ_AHEAD`` requests in flight.
     """
     kind, msg = sftp._request(CMD_OPENDIR, path)  # noqa: SLF001 - see docstring
     if kind != CMD_HANDLE:
         raise SSHError("sftp", f"opendir {path!r}: expected a handle")
     handle = msg.get_binary()
-    found: list[tuple[bytes, paramiko.SFTPAttributes]] = []
+    found: list[tuple[bytes, int, int]] = []
+    pending: deque[int] = deque()
+    ended = False
     try:
-        while True:
+        while not ended or pending:
+            while not ended and len(pending) < READ_AHEAD:
+                pending.append(sftp._async_request(type(None), CMD_READDIR, handle))  # noqa: SLF001
             try:
-                kind, msg = sftp._request(CMD_READDIR, handle)  # noqa: SLF001
+                kind, msg = sftp._read_response(pending.popleft())  # noqa: SLF001
             except EOFError:
-                break
+                ended = True
+                continue
+            if ended:
+                continue  # a reply to a request sent before the end was seen
             if kind != CMD_NAME:
                 raise SSHError("sftp", f"readdir {path!r}: expected names")
-            for _ in range(msg.get_int()):
-                name = msg.get_string()
-                msg.get_string()  # the long name, unused
-                attr = paramiko.SFTPAttributes._from_msg(msg)  # noqa: SLF001
-                if name not in (b".", b".."):
-                    found.append((name, attr))
+            count = msg.get_int()
+            found += _names(msg.get_remainder(), count)
     finally:
+        while pending:  # replies still owed after an error: read, so none is left behind
+            with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+                sftp._read_response(pending.popleft())  # noqa: SLF001
         sftp._request(CMD_CLOSE, handle)  # noqa: SLF001
     return found
 
@@ -241,9 +296,8 @@ def list_outputs(session: Session, root: str,
             entries = _listdir(session.sftp, where)
         except FileNotFoundError:
             continue
-        for raw, attr in entries:
+        for raw, mode, size in entries:
             child = posixpath.join(rel, raw) if rel else raw
-            mode = attr.st_mode or 0
             if stat.S_ISDIR(mode):
                 stack.append(child)
                 continue
@@ -253,7 +307,7 @@ def list_outputs(session: Session, root: str,
                 name = None
             shown = child.decode("utf-8", "backslashreplace")
             if stat.S_ISREG(mode):
-                found.append(RemoteFile(name, shown, attr.st_size or 0))
+                found.append(RemoteFile(name, shown, size))
             else:
                 kind = _kind(session.sftp, posixpath.join(where, raw), mode)
                 found.append(RemoteFile(name, shown, 0, kind))

@@ -21,7 +21,7 @@ import pytest
 
 from bench.bare import BareCluster, pick_addresses
 from composer import collect_tar
-from composer.collect import Deadline, OutputFile, collect
+from composer.collect import READ_AHEAD, Deadline, OutputFile, collect, list_outputs
 from composer.remote import Node, Session
 
 pytestmark = pytest.mark.integration
@@ -238,3 +238,16 @@ def test_a_large_output_is_written_by_ssh_and_hashed_as_it_grows(nodes: Nodes,
     # over max_file_size: hashed through a pipe, never written
     assert [(f.sha256, f.committed) for f in over] == [(sha, False)]
     assert not (tmp_path / "over").exists()
+
+
+def test_a_directory_longer_than_the_read_ahead_is_listed_once_and_whole(
+        nodes: Nodes, tmp_path: Path) -> None:
+    wide = nodes.outputs(1) / "wide"
+    wide.mkdir()
+    count = 2500  # ~100 names a reply from OpenSSH's sftp-server: over READ_AHEAD replies
+    assert count > 100 * READ_AHEAD
+    for i in range(count):
+        (wide / f"w{i:05d}").write_bytes(b"")
+    listed = list_outputs(nodes.sessions[1], str(nodes.outputs(1) / "wide"))
+    assert [f.shown for f in listed] == [f"w{i:05d}" for i in range(count)]
+    assert all(f.size == 0 and f.kind is None for f in listed)
