@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
 import posixpath
 import shlex
 import shutil
@@ -384,26 +383,26 @@ def _follow(proc: subprocess.Popen[bytes], out: _Reader, size: int,
     assert out.local is not None
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    fd = os.open(out.local, os.O_RDONLY)
-    try:
+    # a read at the end returns nothing and leaves the offset there: the next one
+    # goes on from the same place once ssh has written more
+    with open(out.local, "rb", buffering=0) as written:
         while True:
-            n = os.preadv(fd, [buf], out.count)
+            n = written.readinto(buf) or 0
             if n:
                 out.saw(view[:n])
                 if out.count > size:
                     expire()  # more than asked for: stop the copy, refused below
                     return
             elif proc.poll() is not None:
-                if not os.preadv(fd, [buf], out.count):
+                if not (n := written.readinto(buf) or 0):
                     return
+                out.saw(view[:n])
                 continue
             if deadline is not None and deadline.passed():
                 expire()
                 return
             if not n:
                 time.sleep(FOLLOW_NAP_S)
-    finally:
-        os.close(fd)
 
 
 def _drain(proc: subprocess.Popen[bytes], out: _Reader, size: int,
