@@ -5,12 +5,15 @@ is what one would type by hand: ``ssh node tar -cf - -C DIR . | tar -xf - -C DES
 (OpenSSH's client, the same key and pinned host key), files written to disk, not
 hashed. composer's side is ``composer.collect.collect`` over an open session, as in
 a run: listed, fetched, each file hashed, written to disk. Both sides are checked:
-every file back, intact.
+every file back, intact. Each side starts after ``sync``: creating thousands of
+files costs whatever the disk's journal is busy with, and neither side should pay
+for the other's writes and removals.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 import shutil
 import subprocess
@@ -66,6 +69,7 @@ def smallfiles_pairs(root: Path, files: int, reps: int,
 
 def _collect_once(root: Path, session: Session, expected: dict[str, str]) -> float:
     dest = root / "smallfiles-collect"
+    os.sync()  # the other side's writes and removals flushed first, untimed
     try:
         seconds, got = timed(lambda: collect([session], ("*",), dest, False, 2**40))
         if {f.path: f.sha256 for f in got} != expected or not all(f.committed for f in got):
@@ -97,6 +101,7 @@ def _ssh_tar(cluster: BareCluster, outputs: Path, dest: Path) -> None:
 def _tar_once(root: Path, cluster: BareCluster, outputs: Path, files: int) -> float:
     dest = root / "smallfiles-tar"
     dest.mkdir(parents=True, exist_ok=True)
+    os.sync()
     try:
         seconds, _ = timed(lambda: _ssh_tar(cluster, outputs, dest))
         if sum(1 for p in dest.rglob("*") if p.is_file()) != files:
