@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from bench import micro, startup
+from bench import micro, smallfiles, startup
 from bench.overhead import HELLO, ComposerJobs, ComposerRun, baseline, write_job
 from bench.report import Metric, median, results_table, spread, table
 
 T = TypeVar("T")
 
-SECTIONS = ("overhead", "render", "hashing", "collect", "startup")
+SECTIONS = ("overhead", "render", "hashing", "collect", "smallfiles", "startup")
 STAGES = ("render", "init", "apply", "wait_for_ssh", "facts", "health", "stage", "run", "collect",
           "destroy", "record")
 #: composer/bare wall time, by cluster size (other sizes are reported without a target).
@@ -32,7 +32,8 @@ FIXED_COST_TARGET_S = 0.8
 PER_NODE_TARGET = 1.2
 RENDER_TARGET_S = 0.5
 HASHING_TARGET = 0.8
-COLLECT_TARGET = 0.5
+COLLECT_TARGET = 0.9
+SMALLFILES_TARGET = 2.0
 COMPOSER_PORT = 22122
 BARE_PORT = 22123
 MB = 1 << 20
@@ -46,6 +47,7 @@ class Plan:
     hash_bytes: int
     collect_bytes: int
     warmup: bool = True
+    small_files: int = 10_000
 
     @property
     def scale(self) -> tuple[int, int]:
@@ -57,7 +59,8 @@ class Plan:
 
 FULL = Plan(reps=3, nodes=(1, 4, 16, 64), render_nodes=1000, hash_bytes=1 << 30,
             collect_bytes=1 << 30)
-SMOKE = Plan(reps=1, nodes=(1, 2), render_nodes=50, hash_bytes=8 * MB, collect_bytes=8 * MB)
+SMOKE = Plan(reps=1, nodes=(1, 2), render_nodes=50, hash_bytes=8 * MB, collect_bytes=8 * MB,
+             small_files=200)
 
 
 @dataclass
@@ -89,7 +92,7 @@ class Bench:
     def run(self, sections: Sequence[str]) -> None:
         steps: dict[str, Callable[[], None]] = {
             "overhead": self.overhead, "render": self.render, "hashing": self.hashing,
-            "collect": self.collect, "startup": self.startup,
+            "collect": self.collect, "smallfiles": self.smallfiles, "startup": self.startup,
         }
         for name in sections:
             t0 = time.monotonic()
@@ -233,6 +236,13 @@ class Bench:
             "scp_MBps": [size / MB / s for _, s in pairs],
         }
 
+    def smallfiles(self) -> None:
+        files = self.plan.small_files
+        self.say(f"[smallfiles] {files} small files over SSH")
+        pairs = smallfiles.smallfiles_pairs(self.root, files, self.plan.reps, self.bare_port)
+        self.details["smallfiles"] = {"files": files, "collect_s": [c for c, _ in pairs],
+                                      "tar_s": [t for _, t in pairs]}
+
     def startup(self) -> None:
         self.details["startup"] = startup.measure(startup.SAMPLES_PER_REP * self.plan.reps,
                                                   self.say)
@@ -263,6 +273,15 @@ class Bench:
                 "collect", "collect scp time/composer time", "x",
                 [s / t for t, s in zip(c.get("collect_s", []), c.get("scp_s", []), strict=True)],
                 COLLECT_TARGET, higher_is_better=True, error=self.errors.get("collect"),
+            ))
+
+        if "smallfiles" in sections:
+            f = self.details.get("smallfiles", {})
+            self.metrics.append(Metric(
+                "smallfiles", f"collect {self.plan.small_files} small files composer/ssh+tar",
+                "x", [c / t for c, t in zip(f.get("collect_s", []), f.get("tar_s", []),
+                                            strict=True)],
+                SMALLFILES_TARGET, error=self.errors.get("smallfiles"),
             ))
 
     # -- report ----------------------------------------------------------------
@@ -316,6 +335,10 @@ class Bench:
                          f"{median(c['scp_MBps']):.0f} MiB/s")
         if self.details.get("startup"):
             lines.append(startup.line(self.details["startup"]))
+        f = self.details.get("smallfiles")
+        if f:
+            lines.append(f"collect {f['files']} small files: composer.collect "
+                         f"{median(f['collect_s']):.2f} s, ssh | tar {median(f['tar_s']):.2f} s")
         execs = self.details.get("ssh_exec_s")
         if execs:
             lines.append(f"one command over an open SSH session (`true`, the node's login shell "

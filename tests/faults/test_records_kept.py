@@ -5,6 +5,8 @@ whose name is not UTF-8, one whose name holds a secret, one over max_file_size a
 its own ``manifest.json``; its log quotes a private key; the user has global git
 excludes matching composer's logs and a runs repo made with the old .gitignore
 (which ignored ``id_*`` and ``*.key``) holding a directory of the user's own.
+With its 40 small shards the node has enough outputs to be collected through one
+tar stream (``collect_tar``): every rule below holds on that path.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from composer import collect_tar
 from composer.record import RunsRepo
 from tests.conftest import Composer, sshd_processes
 
@@ -54,6 +57,7 @@ echo '{"mine": true}' > "$o/manifest.json"
 head -c 3000 /dev/zero > "$o/big.bin"
 printf x > "$o/$(printf '\377').bin"
 echo named > "$o/run-$MY_TOKEN.txt"
+for i in $(seq 1 40); do echo "shard $i" > "$o/shard-$i.txt"; done
 printf -- '-----BEGIN OPENSSH %s %s\nb3BlbnNzaC1rZXktdjE=\n-----END OPENSSH %s %s\n' $m $k $m $k
 echo workload done
 """
@@ -150,6 +154,17 @@ def test_a_non_utf8_output_name_loses_nothing_else(hostile: Hostile, tally: Tall
         assert "withheld output node-0/\\xff.bin" in hostile.stderr
         files = record_files(hostile.c, hostile.run_id)
         assert "outputs/node-0/id_to_label.json" in files
+
+
+def test_many_small_outputs_are_all_committed_intact(hostile: Hostile, tally: Tally) -> None:
+    with tally.check("records kept"):
+        assert len(hostile.manifest["files"]) >= collect_tar.MIN_FILES  # the tar path ran
+        for i in range(1, 41):
+            data = f"shard {i}\n"
+            assert read_record(hostile.c, hostile.run_id, f"outputs/node-0/shard-{i}.txt") == data
+            entry = hostile.entry(f"shard-{i}.txt")
+            assert entry["committed"] is True
+            assert entry["sha256"] == hashlib.sha256(data.encode()).hexdigest()
 
 
 def test_a_workloads_own_manifest_is_an_output(hostile: Hostile, tally: Tally) -> None:

@@ -19,7 +19,7 @@ from tests.conftest import ROOT, sshd_processes
 pytestmark = pytest.mark.integration
 
 METRICS = ("overhead_n1", "overhead_n2", "fixed_cost", "per_node_cost", "scaling_composer",
-           "scaling_baseline", "render", "hashing", "collect", "startup_help",
+           "scaling_baseline", "render", "hashing", "collect", "smallfiles", "startup_help",
            "startup_validate", "startup_help_ratio", "startup_validate_ratio")
 
 
