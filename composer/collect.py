@@ -125,6 +125,14 @@ class ExpiredError(Exception):
     """The collect's time limit passed while it listed or read a file."""
 
 
+class VanishedError(Exception):
+    """A file listed on the node was gone when it was read (the workload, or something it
+    left running, removed it meanwhile)."""
+
+
+VANISHED = "vanished during collect (listed, then gone when read)"
+
+
 class Deadline:
     """The time limit of one collect: ``limit`` seconds when given, else
     ``MIN_TIME_S`` plus one second per ``SLOW_RATE`` bytes ``allow``-ed."""
@@ -468,7 +476,20 @@ def fetch_stream(session: Session, remote: str, size: int, out: _Reader,
         raise SSHError(session.node.name,
                        f"copying {remote}: the node sent more than the {size} bytes asked for")
     if proc.returncode != 0:
+        if not _exists(session, remote):
+            raise VanishedError(remote)
         raise SSHError(session.node.name, f"copying {remote} failed: {err.decode().strip()}")
+
+
+def _exists(session: Session, remote: str) -> bool:
+    """Whether ``remote`` is still there (lstat: a symlink counts); True when unsure."""
+    try:
+        session.sftp.lstat(remote)
+    except FileNotFoundError:
+        return False
+    except (OSError, EOFError, paramiko.SSHException):
+        return True
+    return True
 
 
 def fetch_sftp(session: Session, remote: str, size: int, out: _Reader,
@@ -485,7 +506,11 @@ def fetch_sftp(session: Session, remote: str, size: int, out: _Reader,
 
     try:
         check()
-        with session.sftp.open(remote, "rb") as src:
+        try:
+            opened = session.sftp.open(remote, "rb")
+        except FileNotFoundError as exc:
+            raise VanishedError(remote) from exc
+        with opened as src:
             if size:
                 src.prefetch(size)
             while out.count < size:
@@ -551,7 +576,8 @@ def _oversize(session: Session, remote: str, path: str, size: int, limit: int,
 def _tar_batch(session: Session, root: str, items: list[RemoteFile], local: Path,
                max_file_size: int, deadline: Deadline) -> dict[str, Received | str]:
     """The small regular files of one node through one tar stream when there are
-    many (``collect_tar``): per name what came, or {} when SFTP must read them."""
+    many (``collect_tar``): per name what came, or what was not a regular file; a name
+    left out is read through SFTP."""
     small = [Wanted(item.name, item.size, local / item.name) for item in items
              if item.name is not None and item.kind is None
              and item.size <= max_file_size and item.size < STREAM_THRESHOLD]
@@ -561,7 +587,11 @@ def _tar_batch(session: Session, root: str, items: list[RemoteFile], local: Path
     if batch.expired:
         deadline.expired = True
         return batch.got
-    return batch.got if batch.complete else {}
+    if batch.complete:
+        return batch.got
+    # Read again through SFTP, except what tar found not to be a regular file: that
+    # stays withheld (a file swapped for a symlink while tar ran is never followed).
+    return {name: kind for name, kind in batch.got.items() if isinstance(kind, str)}
 
 
 def _not_collected(deadline: Deadline) -> str:
@@ -629,6 +659,9 @@ def collect(sessions: list[Session], patterns: tuple[str, ...], dest: Path,
             except ExpiredError:
                 got.append(OutputFile(path, node, item.size, None, False,
                                       _not_collected(deadline)))
+                continue
+            except VanishedError:
+                got.append(OutputFile(path, node, item.size, None, False, VANISHED))
                 continue
             got.append(OutputFile(path, node, fetched.size, fetched.sha256, True,
                                   grew=fetched.grew, shrank=fetched.size < item.size))
@@ -721,8 +754,16 @@ def collect_outputs(sessions: list[Session], spec: OutputsSpec, staged: Path,
     per_node = spec.from_ == "all"
     chosen = sessions if per_node else sessions[:1]
     deadline = Deadline(time_limit)
-    files = collect(chosen, spec.paths, staged / "outputs", per_node, spec.max_file_size,
-                    secrets, deadline)
+    try:
+        files = collect(chosen, spec.paths, staged / "outputs", per_node, spec.max_file_size,
+                        secrets, deadline)
+    except BaseException:
+        # Nothing unhashed goes into the record: what was read is dropped, and the
+        # record's own (empty) manifest is written, so a manifest.json among the
+        # workload's outputs is never taken for the record's.
+        shutil.rmtree(staged / "outputs", ignore_errors=True)
+        manifests.save(staged, manifest([]))
+        raise
     manifests.save(staged, manifest(files))
     guard.screen_outputs(staged, secrets)
     # files left unread at the deadline are counted by the error, not named one by one

@@ -513,8 +513,14 @@ class Run:
         write_json(self.staged / "lock.json", self.lock_data)
 
     def _collect(self) -> None:
-        collected = collect_outputs(self.sessions, self.spec.outputs, self.staged,
-                                    self.secrets, self.collect_time_limit)
+        try:
+            collected = collect_outputs(self.sessions, self.spec.outputs, self.staged,
+                                        self.secrets, self.collect_time_limit)
+        except BaseException:
+            # the run fails at collect; the workload's own exit code stays on record
+            if self.job is not None:
+                self.result.exit_code = self.result.workload_exit_code = self.job.exit_code
+            raise
         for note in collected.notes():
             self.log.say(note)
         if collected.error is not None:

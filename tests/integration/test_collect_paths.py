@@ -200,6 +200,52 @@ def test_a_file_swapped_for_a_symlink_after_listing_is_withheld(
     assert len(got) == collect_tar.MIN_FILES
 
 
+def test_a_symlink_tar_saw_stays_withheld_when_the_batch_is_read_again(
+        nodes: Nodes, tmp_path: Path, batches: list[collect_tar.Batch],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file swapped for a symlink while tar runs, and tar failing: the batch is read
+    # again through SFTP, which would follow the symlink; what tar saw stays withheld.
+    swap = nodes.outputs(0) / "swap2"
+    for i in range(collect_tar.MIN_FILES):
+        (swap / f"f{i}.txt").parent.mkdir(exist_ok=True)
+        (swap / f"f{i}.txt").write_text(f"{i}\n")
+    victim = swap / "f5.txt"
+    tar = _wrapper(tmp_path / "swap-fail-tar",
+                   f'ln -sfn /etc/passwd {shlex.quote(str(victim))}; tar "$@"; exit 1')
+    monkeypatch.setattr(collect_tar, "TAR", tar)
+    got = {e["path"]: e for e in _collect(nodes.sessions[:1], tmp_path / "out", ("swap2/*",))}
+    assert not batches[-1].complete
+    assert got["node-0/swap2/f5.txt"]["committed"] is False
+    assert got["node-0/swap2/f5.txt"]["withheld"] == \
+        "not a regular file (symlink -> /etc/passwd)"
+    passwd = Path("/etc/passwd").read_bytes()
+    assert all(passwd not in data for data in _tree(tmp_path / "out").values())
+    assert got["node-0/swap2/f6.txt"]["committed"] is True
+
+
+@pytest.mark.parametrize("size", [10, 20 << 20])  # through SFTP; through the ssh stream
+def test_a_file_that_vanishes_after_listing_is_named_not_fatal(
+        nodes: Nodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    gone = nodes.outputs(0) / "gone"
+    gone.mkdir(exist_ok=True)
+    (gone / "kept.txt").write_text("kept\n")
+    (gone / "vanishing.bin").write_bytes(b"v" * size)
+    listed = list_outputs
+
+    def list_then_remove(*args: Any, **kwargs: Any) -> Any:
+        found = listed(*args, **kwargs)
+        (gone / "vanishing.bin").unlink(missing_ok=True)
+        return found
+
+    monkeypatch.setattr("composer.collect.list_outputs", list_then_remove)
+    got = {e["path"]: e for e in
+           (f.to_dict() for f in collect(nodes.sessions[:1], ("gone/*",), tmp_path / "out",
+                                         True, 64 << 20))}
+    assert got["node-0/gone/vanishing.bin"]["committed"] is False
+    assert got["node-0/gone/vanishing.bin"]["withheld"].startswith("vanished during collect")
+    assert got["node-0/gone/kept.txt"]["committed"] is True
+
+
 def test_a_stalled_tar_stream_stops_at_the_time_limit(
         nodes: Nodes, tmp_path: Path, batches: list[collect_tar.Batch],
         monkeypatch: pytest.MonkeyPatch) -> None:
