@@ -38,29 +38,41 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# Characters str.splitlines() or the email parser treat as line ends besides "\n".
+_ODD = re.compile("[\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_WANTED = ("name", "version")
+
+
 def name_version(dist) -> tuple:  # type: ignore[no-untyped-def]
     """A distribution's ``Name`` and ``Version`` headers, read from the top of its
     METADATA (PKG-INFO for an egg) up to the first blank line, which ends the headers:
     the email parser ``dist.metadata`` uses reads every line of every description,
-    most of this probe's time on a machine with a few hundred distributions."""
+    most of this probe's time on a machine with a few hundred distributions. Headers
+    that are not plain (odd line ends, a folded or oddly spelt Name or Version) are
+    left to the email parser, so the answer is always the one it gives."""
     text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
     if text is None:
         return None, None
-    name = version = None
-    for line in text.splitlines():
-        if not line.strip():
-            break
+    headers = text.split("\n\n", 1)[0]
+    if _ODD.search(headers):
+        return _parsed(dist)
+    found: dict = {}
+    lines = headers.split("\n")
+    for index, line in enumerate(lines):
         key, sep, value = line.partition(":")
         if not sep or key[:1].isspace():
             continue
-        key = key.strip().lower()
-        if key == "name" and name is None:
-            name = value.strip()
-        elif key == "version" and version is None:
-            version = value.strip()
-        if name is not None and version is not None:
-            break
-    return name, version
+        if key.strip().lower() in _WANTED and (key != key.strip() or (
+                index + 1 < len(lines) and lines[index + 1][:1].isspace())):
+            return _parsed(dist)
+        found.setdefault(key.lower(), value.lstrip(" \t"))
+    return found.get("name"), found.get("version")
+
+
+def _parsed(dist) -> tuple:  # type: ignore[no-untyped-def]
+    """Name and version as the email parser reads them."""
+    meta = dist.metadata
+    return (meta["Name"] if meta else None), dist.version
 
 
 def packages() -> dict:

@@ -30,13 +30,21 @@ def _packed(git_dir: Path, name: str) -> str | None:
         return None
     except OSError:
         return UNKNOWN
-    for line in text.splitlines():
-        if line.startswith(("#", "^")):
+    found: str | None = None
+    for line in text.split("\n"):
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("^"):
+            if not _HASH.fullmatch(line[1:]):
+                return UNKNOWN
             continue
         value, _, refname = line.partition(" ")
-        if refname == name:
-            return value if _HASH.fullmatch(value) else UNKNOWN
-    return None
+        if not _HASH.fullmatch(value) or not refname.startswith("refs/") \
+                or any(c.isspace() for c in refname):
+            return UNKNOWN  # a line git would refuse: git decides
+        if refname == name and found is None:
+            found = value
+    return found
 
 
 def ref_value(git_dir: Path, name: str) -> str | None:

@@ -135,3 +135,18 @@ def test_identity_reads_both_settings_at_once(
     email = subprocess.run(["git", "-C", str(path), "config", "user.email"],
                            capture_output=True, text=True, check=False).stdout.strip()
     assert bool(email) == ("user.email" not in " ".join(expected))
+
+
+@pytest.mark.parametrize("junk", ["garbage line", "zzzz refs/tags/run/x",
+                                  "{h} refs/tags/run/r1 ", "^not-a-hash"])
+def test_a_packed_refs_file_git_would_refuse_is_left_to_git(tmp_path: Path, junk: str) -> None:
+    repo = RunsRepo(tmp_path / "runs")
+    repo.ensure()
+    git(repo.path, "tag", "run/r1")
+    git(repo.path, "pack-refs", "--all")
+    packed = repo.path / ".git" / "packed-refs"
+    head = git(repo.path, "rev-parse", "HEAD").strip()
+    assert refs.ref_value(repo.path / ".git", "refs/tags/run/r1") == head
+    packed.write_text(packed.read_text() + junk.format(h=head) + "\n")
+    assert refs.ref_value(repo.path / ".git", "refs/tags/run/r1") == refs.UNKNOWN
+    assert refs.ref_value(repo.path / ".git", "refs/tags/run/r2") == refs.UNKNOWN

@@ -58,28 +58,36 @@ def test_packages_read_as_the_email_parser_reads_them() -> None:
     assert len(slow) > 20 and envprobe.packages() == dict(sorted(slow.items()))
 
 
-class Metadata:
-    """A distribution whose METADATA is given."""
+ODD_METADATA = [
+    "Metadata-Version: 2.1\nName: Foo_Bar\nVersion: 1.0+local\n\nName: not-this\n",
+    "Metadata-Version: 2.1\nName: foo\n\nVersion: 9\n",  # a description's line
+    "Summary: a\n  folded: Name: no\nName:  spaced \nVersion: 2\n",
+    "Summary: x\x0cName: evil\nName: real\nVersion: 1\n",
+    "Name: a\u2028Version: 9\n",
+    "Name : spaced\nVersion: 1\n",
+    "Name: foo\n\tcontinued\nVersion: 3\n",
+    "Name: crlf\r\nVersion: 4\r\n",
+    "Name:\nVersion: 5\n",
+    "Version: 6\n",
+]
 
-    def __init__(self, text: str | None, pkg_info: str | None = None) -> None:
-        self.files = {"METADATA": text, "PKG-INFO": pkg_info}
 
-    def read_text(self, name: str) -> str | None:
-        return self.files.get(name)
+@pytest.mark.parametrize("text", ODD_METADATA)
+def test_name_and_version_are_what_the_email_parser_reads(tmp_path: Path, text: str) -> None:
+    info = tmp_path / "x-1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(text, encoding="utf-8", newline="")
+    dist = metadata.PathDistribution(info)
+    want = (dist.metadata["Name"] if dist.metadata else None, dist.version)
+    assert envprobe.name_version(dist) == want
 
 
-@pytest.mark.parametrize(("text", "pkg_info", "want"), [
-    ("Metadata-Version: 2.1\nName: Foo_Bar\nVersion: 1.0+local\n\nName: not-this\n",
-     None, ("Foo_Bar", "1.0+local")),
-    # headers end at the first blank line: a description's "Version:" is not one
-    ("Metadata-Version: 2.1\nName: foo\n\nVersion: 9\n", None, ("foo", None)),
-    ("Summary: a\n  folded: Name: no\nname:  spaced \nVERSION: 2\n", None, ("spaced", "2")),
-    (None, "Name: egg\nVersion: 0.1\n", ("egg", "0.1")),
-    (None, None, (None, None)),
-])
-def test_name_and_version_come_from_the_headers(text: str | None, pkg_info: str | None,
-                                                 want: tuple[str | None, str | None]) -> None:
-    assert envprobe.name_version(Metadata(text, pkg_info)) == want
+def test_an_egg_is_read_from_its_pkg_info(tmp_path: Path) -> None:
+    info = tmp_path / "egg.egg-info"
+    info.mkdir()
+    (info / "PKG-INFO").write_text("Name: egg\nVersion: 0.1\n")
+    assert envprobe.name_version(metadata.PathDistribution(info)) == ("egg", "0.1")
+    assert envprobe.name_version(metadata.PathDistribution(tmp_path / "none")) == (None, None)
 
 
 def test_numerics_variables_by_name_and_prefix() -> None:
