@@ -21,9 +21,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from composer.keys import generate_keypair
 from composer.targets.local import port_free
+
+if TYPE_CHECKING:
+    from composer.remote import Session
 
 BLOCK_A = 251
 MAX_NODES = 250
@@ -213,6 +217,18 @@ class BareCluster:
         path.write_text(f'#!/bin/sh\nexec ssh {shlex.join(opts)} "$@"\n')
         path.chmod(0o755)
         return path
+
+    def session(self, rank: int) -> Session:
+        """A connected composer session to node ``rank`` (the client key, its pinned
+        host key), as composer's own runs hold one."""
+        from composer.remote import Node, Session
+
+        bare = self.nodes[rank]
+        node = Node(rank=bare.rank, name=f"node-{bare.rank}", address=bare.address,
+                    port=bare.port, host_key=bare.host_key, work_dir=str(bare.work), slots=1)
+        session = Session(node, self.client_key)
+        session.connect()
+        return session
 
     def hostfile(self, path: Path, slots: int = 1) -> Path:
         path.write_text("".join(f"{n.address} slots={slots}\n" for n in self.nodes))

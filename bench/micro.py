@@ -16,7 +16,7 @@ from bench.bare import BareCluster, BareError, pick_addresses
 from composer.collect import collect
 from composer.hashing import file_sha256
 from composer.modules import pins_for_target
-from composer.remote import Node, Session
+from composer.remote import Session
 from composer.render import render
 from composer.spec import load_spec
 
@@ -105,10 +105,7 @@ def collect_pairs(root: Path, size: int, reps: int,
         bare = cluster.nodes[0]
         source = bare.work / "outputs" / "big.bin"
         expected = random_file(source, size)
-        node = Node(rank=0, name="node-0", address=bare.address, port=bare.port,
-                    host_key=bare.host_key, work_dir=str(bare.work), slots=1)
-        session = Session(node, cluster.client_key)
-        session.connect()
+        session = cluster.session(0)
         try:
             pairs = []
             for rep in range(reps):

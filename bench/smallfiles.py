@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.bare import BareCluster, BareError, pick_addresses
 from bench.micro import timed
 from composer.collect import collect
-from composer.remote import Node, Session
+from composer.remote import Session
 
 SUBDIR = "small"
 """The files sit in one directory under the node's outputs."""
@@ -48,10 +48,7 @@ def smallfiles_pairs(root: Path, files: int, reps: int,
         cluster.start()
         bare = cluster.nodes[0]
         expected = make_files(bare.work / "outputs" / SUBDIR, files)
-        node = Node(rank=0, name="node-0", address=bare.address, port=bare.port,
-                    host_key=bare.host_key, work_dir=str(bare.work), slots=1)
-        session = Session(node, cluster.client_key)
-        session.connect()
+        session = cluster.session(0)
         try:
             pairs = []
             for rep in range(reps):

@@ -22,7 +22,7 @@ import pytest
 from bench.bare import BareCluster, pick_addresses
 from composer import collect_tar
 from composer.collect import READ_AHEAD, Deadline, OutputFile, collect, list_outputs
-from composer.remote import Node, Session
+from composer.remote import Session
 
 pytestmark = pytest.mark.integration
 
@@ -72,11 +72,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
         cluster.start()
         for bare in cluster.nodes:
             _fill(bare.work / "outputs", bare.rank)
-            node = Node(rank=bare.rank, name=f"node-{bare.rank}", address=bare.address,
-                        port=bare.port, host_key=bare.host_key, work_dir=str(bare.work),
-                        slots=1)
-            session = Session(node, cluster.client_key)
-            session.connect()
+            session = cluster.session(bare.rank)
             opened.append(session)
         yield Nodes(cluster, opened)
     finally:

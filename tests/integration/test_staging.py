@@ -16,7 +16,7 @@ import pytest
 from bench.bare import BareCluster, pick_addresses
 from composer import stage as staging
 from composer.errors import SSHError
-from composer.remote import Node, Session, fan_out
+from composer.remote import Session, fan_out
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +33,7 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Session]
         cluster.create()
         cluster.start()
         for bare in cluster.nodes:
-            node = Node(rank=bare.rank, name=f"node-{bare.rank}", address=bare.address,
-                        port=bare.port, host_key=bare.host_key, work_dir=str(bare.work),
-                        slots=1)
-            session = Session(node, cluster.client_key)
-            session.connect()
+            session = cluster.session(bare.rank)
             opened.append(session)
         yield opened
     finally:
