@@ -141,8 +141,13 @@ def test_ctrl_c_during_gc_json_says_interrupted(composer: Composer, tmp_path: Pa
         proc = subprocess.Popen(
             composer.argv("gc", "--target", "gcp", "--project", "p", "--json"),
             env=composer.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(3)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        # Interrupt once gc is waiting on the API (its first connection), not while it
+        # is still starting up and importing, however loaded the machine is.
+        silent.settimeout(120)
+        waiting, _ = silent.accept()
+        with waiting:
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert json.loads(out) == {"error": "interrupted by signal 2", "exit_code": 130}
