@@ -138,9 +138,12 @@ def test_ctrl_c_during_gc_json_says_interrupted(composer: Composer, tmp_path: Pa
         silent.listen(8)
         monkeypatch.setenv("COMPOSER_GCE_ENDPOINT",
                            f"http://127.0.0.1:{silent.getsockname()[1]}")
+        # SIGINT as a terminal gives it, also where this test runs with SIGINT ignored
+        # (a background job of a shell without job control), which the child inherits.
         proc = subprocess.Popen(
             composer.argv("gc", "--target", "gcp", "--project", "p", "--json"),
-            env=composer.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=composer.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         # Interrupt once gc is waiting on the API (its first connection), not while it
         # is still starting up and importing, however loaded the machine is.
         silent.settimeout(120)
