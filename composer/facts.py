@@ -48,10 +48,20 @@ def parse_facts(text: str) -> dict[str, Any]:
     return facts
 
 
-def gather(session: Session, env_path: str | None = None) -> dict[str, Any]:
-    # PATH is the caller's: data for the node's shell, one quoted word like every argument.
+def command(env_path: str | None = None) -> str:
+    """The shell line that runs the facts script; PATH is the caller's: data for the
+    node's shell, one quoted word like every argument."""
     prefix = f"PATH={shlex.quote(env_path)} " if env_path else ""
-    facts = parse_facts(session.check(f"{prefix}sh -c {shlex.quote(SCRIPT)}", timeout=TIMEOUT))
+    return f"{prefix}sh -c {shlex.quote(SCRIPT)}"
+
+
+def of_node(session: Session, text: str) -> dict[str, Any]:
+    """The facts the script printed on ``session``'s node, with the node's identity."""
+    facts = parse_facts(text)
     facts.update(rank=session.node.rank, name=session.node.name, address=session.node.address)
     return facts
+
+
+def gather(session: Session, env_path: str | None = None) -> dict[str, Any]:
+    return of_node(session, session.check(command(env_path), timeout=TIMEOUT))
 

@@ -36,8 +36,7 @@ class NodeProbe:
 def command(env_path: str | None, env: Mapping[str, str] | None) -> str:
     """The facts script with the session's PATH, then (``env`` given) the environment
     probe with the workload's environment; every value one quoted word."""
-    prefix = f"PATH={shlex.quote(env_path)} " if env_path else ""
-    line = f"{prefix}sh -c {shlex.quote(facts.SCRIPT)}"
+    line = facts.command(env_path)
     if env is None:
         return line
     return (f"{line}; echo {FACTS_END}; "
@@ -65,12 +64,10 @@ def probe(session: Session, env_path: str | None,
         return NodeProbe(facts.gather(session, env_path),
                          environment.failed(f"no answer in {timeout}s", ""))
     fact_text, env_text = split(text)
-    found = facts.parse_facts(fact_text)
-    found.update(rank=session.node.rank, name=session.node.name, address=session.node.address)
     probed = None
     if env is not None:
         probed = environment.parse(env_text if env_text is not None else text)
-    return NodeProbe(found, probed)
+    return NodeProbe(facts.of_node(session, fact_text), probed)
 
 
 def probe_nodes(sessions: Sequence[Session], env_path: str | None,
