@@ -143,21 +143,18 @@ class Report:
 
 
 def check(sessions: Sequence[Session], facts: Sequence[dict[str, Any]], gpus_per_node: int,
-          env_path: str | None, mpi: MpiCheck | Callable[[], dict[str, Any]] | None,
+          env_path: str | None, mpi: Callable[[], dict[str, Any]] | None,
           write: Callable[[dict[str, Any]], None], say: Callable[[str], None],
           shared_host: bool = False) -> Report:
     """Run the checks; ``write`` gets the report, also when a check fails (then
-    HealthError follows, and ``say`` gets what to do about it). ``mpi``: the allreduce
-    to run once the GPUs and the mesh are in order, or a function that waits for the
-    result of one already started, which is not waited for when they are not."""
+    HealthError follows, and ``say`` gets what to do about it). ``mpi`` waits for the
+    result of the allreduce already started (``mpi_check`` in the run's background); it
+    is not waited for when the GPUs or the mesh failed."""
     t0 = time.monotonic()
     report = Report()
     report.checks["gpus"] = gpu_check(facts, gpus_per_node)
     report.checks["mesh"] = mesh_check(sessions, env_path, shared_host)
-    if isinstance(mpi, MpiCheck):
-        report.checks["mpi"] = {"status": "not-run", "why": "the GPUs or the mesh failed"} \
-            if report.failed else mpi_check(mpi)
-    elif mpi is not None:
+    if mpi is not None:
         report.checks["mpi"] = {"status": "not-judged", "why": "the GPUs or the mesh failed; "
                                 "the allreduce started beside them was not waited for"} \
             if report.failed else mpi()

@@ -495,8 +495,7 @@ class Run:
     def _health(self, facts: list[dict[str, Any]]) -> None:
         """The cluster as asked for, before anything is staged (composer/health.py).
         With mpi, the allreduce started during facts (``_stage_mpi_and_allreduce``)."""
-        early = self._mpi_early
-        mpi = None if early is None else lambda: early.result()
+        mpi = self._mpi_early.result if self._mpi_early is not None else None
         try:
             health.check(self.sessions, facts, self.spec.cluster.gpus_per_node,
                          self.target.session_env().get("PATH"), mpi,

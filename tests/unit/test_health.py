@@ -219,14 +219,16 @@ def test_check_writes_the_report_before_it_fails() -> None:
     said: list[str] = []
     with pytest.raises(health.HealthError) as failed:
         health.check([LocalShell(node(0, 1))], facts(0), 1, None,  # type: ignore[list-item]
-                     mpi(ReplayHead([], [])), written.append, said.append)
+                     lambda: health.mpi_check(mpi(ReplayHead([], []))), written.append,
+                     said.append)
     assert failed.value.node == "node-0" and failed.value.exit_code == 4
     assert failed.value.message == ("health check failed: node-0 has 0 of the 1 GPU "
                                     "cluster.gpus_per_node asks for")
     assert "health = false" in (failed.value.hint or "")
     (report,) = written
     assert report["status"] == "failed" and report["schema_version"] == 1
-    assert report["mpi"] == {"status": "not-run", "why": "the GPUs or the mesh failed"}
+    assert report["mpi"] == {"status": "not-judged", "why": "the GPUs or the mesh failed; "
+                             "the allreduce started beside them was not waited for"}
     assert said and "nvidia-smi" in said[0]
 
 
