@@ -515,18 +515,15 @@ class Run:
         try:
             collected = collect_outputs(self.sessions, self.spec.outputs, self.staged,
                                         self.secrets, self.collect_time_limit)
+            for note in collected.notes():
+                self.log.say(note)
+            if collected.error is not None:
+                raise collected.error
         except BaseException:
             # the run fails at collect; the workload's own exit code stays on record
             if self.job is not None:
                 self.result.exit_code = self.result.workload_exit_code = self.job.exit_code
             raise
-        for note in collected.notes():
-            self.log.say(note)
-        if collected.error is not None:
-            # the run fails at collect; the workload's own exit code stays on record
-            if self.job is not None:
-                self.result.exit_code = self.result.workload_exit_code = self.job.exit_code
-            raise collected.error
 
     def _after_failure(self) -> None:
         """What a run that stopped early still owes its record (see ``_collect_late``);
