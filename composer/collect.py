@@ -437,11 +437,9 @@ def fetch_stream(session: Session, remote: str, size: int, out: _Reader,
         argv = [*ssh_argv(session, known), f"head -c {int(size)} -- {shlex.quote(remote)}"]
         if out.sink is not None:
             out.sink.flush()
-            proc = subprocess.Popen(argv, stdout=out.sink, stderr=subprocess.PIPE,
-                                    stdin=subprocess.DEVNULL, bufsize=0)
-        else:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    stdin=subprocess.DEVNULL, bufsize=0)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                stdout=out.sink if out.sink is not None else subprocess.PIPE,
+                                bufsize=0)
         timed_out = threading.Event()
 
         def expire() -> None:
