@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from composer.cli import leave, main
+from composer.cli import entry
 
-try:
-    main()
-except SystemExit as exc:
-    leave(exc.code)
+entry()

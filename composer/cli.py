@@ -706,14 +706,23 @@ def main() -> None:
         raise
 
 
+def entry() -> NoReturn:
+    """The process's entry point (composer_runs.main, ``python -m composer``): ``main``,
+    then ``leave`` with its exit status."""
+    try:
+        main()
+    except SystemExit as exc:
+        leave(exc.code)
+    leave(0)
+
+
 def leave(code: object) -> NoReturn:
     """End the process as ``SystemExit(code)`` would, without the interpreter's
     teardown: freeing every module and object of a finished run takes a tenth of a
     second, after everything that matters is on disk. What is buffered is flushed and
     the atexit hooks run first (temporary directories, logging); the exit status and
-    a message for a string code are what Python would give. Only the process's entry
-    points call it (composer_runs.main, ``python -m composer``); ``main`` raises
-    SystemExit for a caller in the same process."""
+    a message for a string code are what Python would give. Only ``entry`` calls it;
+    ``main`` raises SystemExit for a caller in the same process."""
     import atexit
     import contextlib
 

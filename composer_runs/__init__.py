@@ -57,14 +57,9 @@ def main() -> None:
     if reason is not None:
         raise SystemExit(clash(reason))
     try:
-        from composer.cli import main as cli_main
+        from composer.cli import entry
     except ImportError as exc:
         # Ours on top, parts of another 'composer' mixed in (both installed in one
         # site-packages): the package cannot load.
         raise SystemExit(clash(f"it does not load: {exc}")) from None
-    from composer.cli import leave
-
-    try:
-        cli_main()
-    except SystemExit as exc:
-        leave(exc.code)
+    entry()
