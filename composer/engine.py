@@ -142,11 +142,17 @@ def cli_config_text(mirror: str | None = None) -> str:
     return text
 
 
+def bad_provider_mirror() -> str | None:
+    """``COMPOSER_PROVIDER_MIRROR`` when it is set to something that is not a directory."""
+    mirror = os.environ.get("COMPOSER_PROVIDER_MIRROR")
+    return mirror if mirror and not os.path.isdir(mirror) else None
+
+
 def check_provider_mirror() -> None:
     """``COMPOSER_PROVIDER_MIRROR``, when set, names a directory (exit 2 otherwise, before
     a run exists: Terraform would say only that it found no provider)."""
-    mirror = os.environ.get("COMPOSER_PROVIDER_MIRROR")
-    if mirror and not os.path.isdir(mirror):
+    mirror = bad_provider_mirror()
+    if mirror is not None:
         from composer.errors import UsageError
 
         raise UsageError(f"COMPOSER_PROVIDER_MIRROR={mirror} is not a directory",
@@ -183,8 +189,7 @@ class Engine:
         what the run does before its first command. Other engines: nothing to do."""
         if self.name != "embedded" or self._worker is not None:
             return
-        mirror = os.environ.get("COMPOSER_PROVIDER_MIRROR")
-        if mirror and not os.path.isdir(mirror):
+        if bad_provider_mirror() is not None:
             return  # preflight refuses the run (check_provider_mirror); no config for it
         try:
             self._worker = Worker(self.prefix, self.env())
