@@ -14,6 +14,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def git(repo: Path, *args: str) -> str:
+    """``git -C repo ARGS``'s stdout; a failure fails the test."""
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
 def sshd_processes(marker: str) -> list[str]:
     """Command lines of running sshd processes whose config path contains ``marker``."""
     found = []

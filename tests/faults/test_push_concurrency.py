@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.conftest import git
+
 from .test_concurrency import succeeded
 from .util import final_json, simple_job, start_up, write_job
 
@@ -21,10 +23,6 @@ pytestmark = pytest.mark.integration
 
 PIPELINES = 8
 
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=True).stdout
 
 
 def test_eight_up_push_into_one_remote(composer: Composer, tmp_path: Path) -> None:

@@ -21,13 +21,10 @@ from composer.errors import ExitCode
 from composer.push import PushError, push
 from composer.records.repo import RunsRepo
 from composer.result import new_run_id
+from tests.conftest import git
 
 pytestmark = pytest.mark.integration
 
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=True).stdout
 
 
 def bare(path: Path) -> Path:

@@ -19,15 +19,11 @@ from composer.record import (
     default_repo_path,
     find_forbidden,
 )
+from tests.conftest import git
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_TEXT = "-----BEGIN OPENSSH " + "PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n"
 
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
-    ).stdout
 
 
 def commit_count(repo: Path) -> int:

@@ -14,16 +14,13 @@ from composer.errors import RecordError
 from composer.record import RunsRepo
 from composer.records import refs
 from composer.records.git import FALLBACK_EMAIL, FALLBACK_NAME, identity
+from tests.conftest import git
 
 pytestmark = pytest.mark.integration
 
 # A run's commit: git config (the identity), add, commit, tag. It was nine.
 RECORD_GIT_PROCESSES = 4
 
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=True).stdout
 
 
 def staged(root: Path, run_id: str) -> Path:
