@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -94,6 +94,29 @@ class BareNode:
     def known_hosts_line(self) -> str:
         kind, blob = self.host_key.split()[:2]
         return f"[{self.address}]:{self.port} {kind} {blob}"
+
+
+@contextlib.contextmanager
+def connected(root: Path, nodes: int, port: int,
+              sweep: bool = False) -> Iterator[tuple[BareCluster, list[Session]]]:
+    """A started bare cluster of ``nodes`` under ``root`` on ``port``, and a session to
+    each node; the sessions closed and the sshds stopped after (what the nodes' sessions
+    left swept too with ``sweep``, and always when the block failed)."""
+    cluster = BareCluster(root, pick_addresses(nodes, port), port)
+    opened: list[Session] = []
+    failed = False
+    try:
+        cluster.create()
+        cluster.start()
+        opened.extend(cluster.session(bare.rank) for bare in cluster.nodes)
+        yield cluster, opened
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        for session in opened:
+            session.close()
+        cluster.stop(sweep=sweep or failed)
 
 
 class BareCluster:

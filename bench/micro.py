@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-from bench.bare import BareCluster, BareError, pick_addresses
+from bench.bare import BareCluster, BareError, connected
 from composer.collect import collect
 from composer.hashing import file_sha256
 from composer.modules import pins_for_target
@@ -98,26 +98,18 @@ def collect_pairs(root: Path, size: int, reps: int,
                   port: int) -> tuple[list[tuple[float, float]], list[float]]:
     """(composer collect seconds, scp seconds) per repetition, for one ``size`` file; and
     the seconds of single ``true`` commands over the same session, login shell included."""
-    cluster = BareCluster(root / "collect-node", pick_addresses(1, port), port)
-    with cluster:
-        cluster.create()
-        cluster.start()
-        bare = cluster.nodes[0]
-        source = bare.work / "outputs" / "big.bin"
+    with connected(root / "collect-node", 1, port) as (cluster, (session,)):
+        source = cluster.nodes[0].work / "outputs" / "big.bin"
         expected = random_file(source, size)
-        session = cluster.session(0)
-        try:
-            pairs = []
-            for rep in range(reps):
-                first, second = (_collect_once, _scp_once) if rep % 2 == 0 else \
-                    (_scp_once, _collect_once)
-                a = first(root, session, cluster, source, expected)
-                b = second(root, session, cluster, source, expected)
-                pairs.append((a, b) if first is _collect_once else (b, a))
-            execs = [timed(lambda: session.run("true"))[0] for _ in range(EXEC_PROBES)]
-            return pairs, execs
-        finally:
-            session.close()
+        pairs = []
+        for rep in range(reps):
+            first, second = (_collect_once, _scp_once) if rep % 2 == 0 else \
+                (_scp_once, _collect_once)
+            a = first(root, session, cluster, source, expected)
+            b = second(root, session, cluster, source, expected)
+            pairs.append((a, b) if first is _collect_once else (b, a))
+        execs = [timed(lambda: session.run("true"))[0] for _ in range(EXEC_PROBES)]
+        return pairs, execs
 
 
 def _collect_once(root: Path, session: Session, cluster: BareCluster, source: Path,

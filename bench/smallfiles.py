@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bench.bare import BareCluster, BareError, pick_addresses
+from bench.bare import BareCluster, BareError, connected
 from bench.micro import timed
 from composer.collect import collect
 from composer.remote import Session
@@ -42,26 +42,19 @@ def make_files(directory: Path, files: int) -> dict[str, str]:
 def smallfiles_pairs(root: Path, files: int, reps: int,
                      port: int) -> list[tuple[float, float]]:
     """(composer collect seconds, ssh+tar seconds) per repetition, order alternating."""
-    cluster = BareCluster(root / "smallfiles-node", pick_addresses(1, port), port)
-    with cluster:
-        cluster.create()
-        cluster.start()
-        bare = cluster.nodes[0]
-        expected = make_files(bare.work / "outputs" / SUBDIR, files)
-        session = cluster.session(0)
-        try:
-            pairs = []
-            for rep in range(reps):
-                if rep % 2 == 0:
-                    c = _collect_once(root, session, expected)
-                    t = _tar_once(root, cluster, bare.work / "outputs", files)
-                else:
-                    t = _tar_once(root, cluster, bare.work / "outputs", files)
-                    c = _collect_once(root, session, expected)
-                pairs.append((c, t))
-            return pairs
-        finally:
-            session.close()
+    with connected(root / "smallfiles-node", 1, port) as (cluster, (session,)):
+        outputs = cluster.nodes[0].work / "outputs"
+        expected = make_files(outputs / SUBDIR, files)
+        pairs = []
+        for rep in range(reps):
+            if rep % 2 == 0:
+                c = _collect_once(root, session, expected)
+                t = _tar_once(root, cluster, outputs, files)
+            else:
+                t = _tar_once(root, cluster, outputs, files)
+                c = _collect_once(root, session, expected)
+            pairs.append((c, t))
+        return pairs
 
 
 def _collect_once(root: Path, session: Session, expected: dict[str, str]) -> float:

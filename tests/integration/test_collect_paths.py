@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bench.bare import BareCluster, pick_addresses
+from bench.bare import BareCluster, connected
 from composer import collect_tar
 from composer.collect import READ_AHEAD, Deadline, OutputFile, collect, list_outputs
 from composer.remote import Session
@@ -65,20 +65,10 @@ def _fill(outputs: Path, rank: int) -> None:
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     root = tmp_path_factory.mktemp("collect-nodes")
     port = 24000 + random.randint(0, 999)
-    cluster = BareCluster(root / "cluster", pick_addresses(2, port), port)
-    opened: list[Session] = []
-    try:
-        cluster.create()
-        cluster.start()
+    with connected(root / "cluster", 2, port, sweep=True) as (cluster, sessions):
         for bare in cluster.nodes:
             _fill(bare.work / "outputs", bare.rank)
-            session = cluster.session(bare.rank)
-            opened.append(session)
-        yield Nodes(cluster, opened)
-    finally:
-        for session in opened:
-            session.close()
-        cluster.stop(sweep=True)
+        yield Nodes(cluster, sessions)
 
 
 @pytest.fixture

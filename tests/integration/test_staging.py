@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.bare import BareCluster, pick_addresses
+from bench.bare import connected
 from composer import stage as staging
 from composer.errors import SSHError
 from composer.remote import Session, fan_out
@@ -27,19 +27,8 @@ MB = 1 << 20
 def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Session]]:
     root = tmp_path_factory.mktemp("stage-nodes")
     port = 23000 + random.randint(0, 999)
-    cluster = BareCluster(root / "cluster", pick_addresses(2, port), port)
-    opened: list[Session] = []
-    try:
-        cluster.create()
-        cluster.start()
-        for bare in cluster.nodes:
-            session = cluster.session(bare.rank)
-            opened.append(session)
+    with connected(root / "cluster", 2, port, sweep=True) as (_, opened):
         yield opened
-    finally:
-        for session in opened:
-            session.close()
-        cluster.stop(sweep=True)
 
 
 def _tar(path: Path, size: int) -> str:
