@@ -165,13 +165,19 @@ def test_a_tar_stream_cut_short_is_read_again_through_sftp(
         assert _tree(tmp_path / f"cut-{cut}-out") == _tree(tmp_path / f"sftp-{cut}-out")
 
 
+def _swap_set(nodes: Nodes, name: str) -> Path:
+    """A directory of node 0's outputs with just enough small files for a tar batch."""
+    swap = nodes.outputs(0) / name
+    swap.mkdir()
+    for i in range(collect_tar.MIN_FILES):
+        (swap / f"f{i}.txt").write_text(f"{i}\n")
+    return swap
+
+
 def test_a_file_swapped_for_a_symlink_after_listing_is_withheld(
         nodes: Nodes, tmp_path: Path, batches: list[collect_tar.Batch],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    swap = nodes.outputs(0) / "swap"
-    for i in range(collect_tar.MIN_FILES):
-        (swap / f"f{i}.txt").parent.mkdir(exist_ok=True)
-        (swap / f"f{i}.txt").write_text(f"{i}\n")
+    swap = _swap_set(nodes, "swap")
     victim = swap / "f7.txt"
     tar = _wrapper(tmp_path / "swap-tar",
                    f'ln -sf /etc/passwd {shlex.quote(str(victim))} && exec tar "$@"')
@@ -191,10 +197,7 @@ def test_a_symlink_tar_saw_stays_withheld_when_the_batch_is_read_again(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # A file swapped for a symlink while tar runs, and tar failing: the batch is read
     # again through SFTP, which would follow the symlink; what tar saw stays withheld.
-    swap = nodes.outputs(0) / "swap2"
-    for i in range(collect_tar.MIN_FILES):
-        (swap / f"f{i}.txt").parent.mkdir(exist_ok=True)
-        (swap / f"f{i}.txt").write_text(f"{i}\n")
+    swap = _swap_set(nodes, "swap2")
     victim = swap / "f5.txt"
     tar = _wrapper(tmp_path / "swap-fail-tar",
                    f'ln -sfn /etc/passwd {shlex.quote(str(victim))}; tar "$@"; exit 1')
