@@ -18,6 +18,7 @@ from tests.conftest import ROOT
 
 from .conftest import Tally
 from .util import (
+    Finished,
     assert_gone,
     final_json,
     read_record,
@@ -79,31 +80,42 @@ def uninterrupted(code: Path, out: Path) -> bytes:
     return (out / "model.npz").read_bytes()
 
 
+def held_job(tmp_path: Path, name: str, outputs: list[str], **run: object) -> Path:
+    """The example's training, held after each first-attempt checkpoint, on 2 nodes."""
+    code = tmp_path / "job"
+    shutil.copytree(EXAMPLE, code, ignore=shutil.ignore_patterns("outputs", "__pycache__",
+                                                                 "README.md"))
+    (code / "held.py").write_text(HELD)
+    (code / "job.toml").unlink()
+    return write_job(code, {
+        "job": {"name": name},
+        "cluster": {"target": "local", "nodes": 2},
+        "run": {"launcher": "mpi", "command": ["python", "held.py", "--epochs", EPOCHS],
+                "env": {"SEED": "1234"}, "checkpoint": "ckpt/", **run},
+        "code": {"path": "."},
+        "outputs": {"paths": outputs, "from": "head"},
+        "limits": {"max_duration": "5m"},
+    })
+
+
+def up_losing_node_1(composer: Composer, job: Path) -> Finished:
+    """``composer up job``, with node-1 stopped once the head has its first checkpoint."""
+    with start_up(composer, job, "up") as up:
+        work = up.work()
+        saved = work / "nodes" / "node-0" / "work" / "code" / "ckpt" / "checkpoint.npz"
+        wait_for(saved.exists, 120, "the first checkpoint on the head", alive=up.proc,
+                 log=up.err)
+        stop_node(work, 1)
+        return up.finish(timeout=240)
+
+
 def test_a_lost_node_is_replaced_and_training_resumes(composer: Composer, tmp_path: Path,
                                                       tally: Tally) -> None:
     with tally.check("node lost"):
-        code = tmp_path / "job"
-        shutil.copytree(EXAMPLE, code, ignore=shutil.ignore_patterns("outputs", "__pycache__",
-                                                                     "README.md"))
-        (code / "held.py").write_text(HELD)
-        (code / "job.toml").unlink()
-        job = write_job(code, {
-            "job": {"name": "lost-node"},
-            "cluster": {"target": "local", "nodes": 2},
-            "run": {"launcher": "mpi", "command": ["python", "held.py", "--epochs", EPOCHS],
-                    "env": {"SEED": "1234"}, "checkpoint": "ckpt/",
-                    "retries": {"max": 1, "on": ["node-lost"]}},
-            "code": {"path": "."},
-            "outputs": {"paths": ["model.npz", "metrics.json"], "from": "head"},
-            "limits": {"max_duration": "5m"},
-        })
-        with start_up(composer, job, "up") as up:
-            work = up.work()
-            saved = work / "nodes" / "node-0" / "work" / "code" / "ckpt" / "checkpoint.npz"
-            wait_for(saved.exists, 120, "the first checkpoint on the head", alive=up.proc,
-                     log=up.err)
-            stop_node(work, 1)
-            done = up.finish(timeout=240)
+        job = held_job(tmp_path, "lost-node", ["model.npz", "metrics.json"],
+                       retries={"max": 1, "on": ["node-lost"]})
+        code = job.parent
+        done = up_losing_node_1(composer, job)
         assert done.returncode == 0, done.stderr
         run_id = final_json(done.stdout)["run_id"]
         result = record_json(composer, run_id, "result.json")
@@ -134,27 +146,7 @@ def test_a_lost_node_without_retries_is_exit_4_naming_it(composer: Composer, tmp
     """No [run] retries: the mpi job fails when a node dies, and the run says which node
     was lost (exit 4), not that the workload failed on the head that reported it."""
     with tally.check("node lost"):
-        code = tmp_path / "job"
-        shutil.copytree(EXAMPLE, code, ignore=shutil.ignore_patterns("outputs", "__pycache__",
-                                                                     "README.md"))
-        (code / "held.py").write_text(HELD)
-        (code / "job.toml").unlink()
-        job = write_job(code, {
-            "job": {"name": "lost-node-once"},
-            "cluster": {"target": "local", "nodes": 2},
-            "run": {"launcher": "mpi", "command": ["python", "held.py", "--epochs", EPOCHS],
-                    "env": {"SEED": "1234"}, "checkpoint": "ckpt/"},
-            "code": {"path": "."},
-            "outputs": {"paths": ["model.npz"], "from": "head"},
-            "limits": {"max_duration": "5m"},
-        })
-        with start_up(composer, job, "up") as up:
-            work = up.work()
-            saved = work / "nodes" / "node-0" / "work" / "code" / "ckpt" / "checkpoint.npz"
-            wait_for(saved.exists, 120, "the first checkpoint on the head", alive=up.proc,
-                     log=up.err)
-            stop_node(work, 1)
-            done = up.finish(timeout=240)
+        done = up_losing_node_1(composer, held_job(tmp_path, "lost-node-once", ["model.npz"]))
         assert done.returncode == 4, done.stderr
         run_id = final_json(done.stdout)["run_id"]
         result = record_json(composer, run_id, "result.json")
