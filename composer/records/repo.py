@@ -375,12 +375,15 @@ class RunsRepo:
             if not self._is_repo():
                 raise
 
-    def _has_commits(self) -> bool:
-        known = refs.head_commit(self._git_dir())
+    def _verified(self, known: str | None, rev: str) -> str | None:
+        """What ``refs`` read from the repository's files, or where it cannot say
+        (``UNKNOWN``), what git verifies ``rev`` as; None when there is no such thing."""
         if known != refs.UNKNOWN:
-            return known is not None
-        out = git(self.path, "rev-parse", "-q", "--verify", "HEAD^{commit}", check=False)
-        return bool(out.strip())
+            return known
+        return git(self.path, "rev-parse", "-q", "--verify", rev, check=False).strip() or None
+
+    def _has_commits(self) -> bool:
+        return self._verified(refs.head_commit(self._git_dir()), "HEAD^{commit}") is not None
 
     def _initial_commit(self) -> None:
         names = ("README.md", ".gitignore")
@@ -407,10 +410,7 @@ class RunsRepo:
                 hint="run ids are unique; record the run under a new id",
             )
         tag = f"refs/tags/{TAG_PREFIX}{run_id}"
-        known = refs.ref_value(self._git_dir(), tag)
-        if known == refs.UNKNOWN:
-            known = git(self.path, "rev-parse", "-q", "--verify", tag, check=False).strip() or None
-        if known is not None:
+        if self._verified(refs.ref_value(self._git_dir(), tag), tag) is not None:
             raise RecordError(
                 f"run {run_id} is already tagged in {self.path}",
                 hint="run ids are unique; record the run under a new id",
