@@ -60,6 +60,12 @@ def write_job(directory: Path, nodes: int) -> Path:
     return job
 
 
+def user_environment() -> dict[str, str]:
+    """This environment with bytecode writing on, as a user's installed composer has it
+    (an environment that turns it off would compile composer's sources at every start)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def composer_argv() -> list[str]:
     script = Path(sys.executable).parent / "composer"
     if script.exists():
@@ -74,11 +80,8 @@ class ComposerJobs:
         self.root = root
         self.home = root / "home"
         self.runs = root / "runs"
-        # Bytecode writing on, as a user's installed composer has it (an environment that
-        # turns it off would compile composer's sources again at every start).
-        environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         self.env = {
-            **environ, "COMPOSER_HOME": str(self.home),
+            **user_environment(), "COMPOSER_HOME": str(self.home),
             "COMPOSER_RUNS_REPO": str(self.runs), "COMPOSER_LOCAL_PORT": str(port),
         }
 

@@ -9,7 +9,6 @@ writing allowed (as an installed composer has its bytecode), so no timed run com
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.overhead import HELLO, composer_argv
+from bench.overhead import HELLO, composer_argv, user_environment
 from bench.report import Metric, median
 
 STARTUP_TARGET_S = 0.25
@@ -32,11 +31,6 @@ def command_lines(job: Path) -> dict[str, list[str]]:
         "help": [*composer_argv(), "--help"],
         "validate": [*composer_argv(), "validate", str(job)],
     }
-
-
-def environment() -> dict[str, str]:
-    """This environment with bytecode writing on, as a user's installed composer has."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -54,7 +48,7 @@ def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
 def measure(samples: int, say: Callable[[str], None],
             job: Path = HELLO / "job.toml") -> dict[str, Any]:
     """Seconds of each command, ``samples`` times each in interleaved rounds."""
-    lines, env, cwd = command_lines(job), environment(), job.parent
+    lines, env, cwd = command_lines(job), user_environment(), job.parent
     for argv in lines.values():  # untimed: bytecode written, files in the page cache
         run_once(argv, env, cwd)
     times: dict[str, list[float]] = {name: [] for name in lines}
