@@ -48,12 +48,12 @@ def format_show(data: dict[str, Any], readme: str | None = None) -> str:
         lost = ", ".join(str(n) for n in result.get("lost_nodes") or [])
         lines.append(("attempts", f"{len(outcomes)} ({', '.join(outcomes)})"
                                   + (f"; lost {lost}" if lost else "")))
-    spent = result.get("cost")
-    if isinstance(spent, dict) and (spent.get("spend") is not None
-                                    or spent.get("estimate") is not None):
-        money = spent.get("spend") if spent.get("spend") is not None else spent.get("estimate")
-        what = "spent" if spent.get("spend") is not None else "estimated"
-        lines.append(("cost", f"{money} {spent.get('currency') or 'USD'} ({what})"))
+    cost = result.get("cost")
+    if isinstance(cost, dict):
+        spend, estimate = cost.get("spend"), cost.get("estimate")
+        money, what = (spend, "spent") if spend is not None else (estimate, "estimated")
+        if money is not None:
+            lines.append(("cost", f"{money} {cost.get('currency') or 'USD'} ({what})"))
     if isinstance(result.get("teardown"), dict):
         lines.append(("teardown", str(result["teardown"].get("status"))))
     if readme is not None:
