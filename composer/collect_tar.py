@@ -173,7 +173,7 @@ def command(root: str) -> str:
             "--null -T - 2>/dev/null")
 
 
-class _Received:
+class _ChannelReader:
     """The channel's output as tarfile reads it: what has arrived, never waiting for a
     full buffer (members that came before a stall are kept)."""
 
@@ -223,7 +223,7 @@ def fetch_batch(session: Session, root: str, items: list[Wanted],
         channel.exec_command(command(root))
         sender.start()
         passed()
-        ended = read_members(_Received(channel), wanted, batch, passed)  # type: ignore[arg-type]
+        ended = read_members(_ChannelReader(channel), wanted, batch, passed)  # type: ignore[arg-type]
         if not ended:
             batch.expired = True
             return batch
