@@ -443,8 +443,9 @@ class Run:
         (composer/nodeprobe.py). With the mpi launcher, its ssh set-up goes to the head
         meanwhile, and the health gate's allreduce starts as soon as it is there; the
         health stage waits for its result. Returns the facts."""
-        env_path = self.target.session_env().get("PATH")
-        env = environment.workload_env(self.target.session_env(), self.spec)
+        session_env = self.target.session_env()
+        env_path = session_env.get("PATH")
+        env = environment.workload_env(session_env, self.spec)
         in_image = self.image is not None and self.container_options is not None
         self._mpi_early = None
         if self.spec.run.launcher == "mpi":
